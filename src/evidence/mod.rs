@@ -1,0 +1,2 @@
+//! Evidence: the report model, its renderings, the signed pack and its
+//! verification.

@@ -1,0 +1,4 @@
+//! Ingest: a collection directory becomes validated, typed records.
+
+pub mod model;
+pub(crate) mod raw;

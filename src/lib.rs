@@ -1,0 +1,34 @@
+//! syncproof turns identity-connector sync logs and application snapshots into
+//! policy-checked, signed audit evidence.
+//!
+//! The governing principle, enforced everywhere: **a change that is not confirmed
+//! in the target system has not happened.** An unconfirmed revocation means the
+//! access still exists (fail closed).
+//!
+//! # Pipeline
+//!
+//! ```text
+//!  collection/            ingest::load          reconcile::run         policy::evaluate        evidence::*
+//!  collection.yaml  ───▶  typed records,  ───▶  change lifecycles, ───▶ Cedar decisions  ───▶  report model, templates,
+//!  sync logs (JSONL)      each with a           effective access,      -> findings with        SARIF / JUnit / OSCAL,
+//!  desired state          SourceRef             drift, health,         controls                manifest, DSSE + raw
+//!  SCIM / CSV snapshots                         freshness                                      Ed25519 signatures
+//! ```
+//!
+//! Every stage is a pure function of its inputs and of `--as-of`: nothing reads
+//! the wall clock, iterates a hash map into output, or depends on thread order.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | clean: no finding at or above `--fail-on`; a pack verified |
+//! | 1 | the thing checked is bad: findings at or above the threshold; verification failed |
+//! | 2 | trouble: usage error, unreadable or invalid input, I/O error |
+
+pub mod cli;
+pub mod evidence;
+pub mod ingest;
+pub mod policy;
+pub mod reconcile;
+pub mod time;

@@ -1,0 +1,2 @@
+//! Policy: reconciled facts become Cedar entities and requests; Cedar decides;
+//! deny decisions become findings mapped to controls.
