@@ -184,7 +184,9 @@ mod tests {
 
     #[test]
     fn rejects_what_cedar_rejects() {
-        for bad in ["", "-5m", "5", "m", "1m1h", "1h1h", "5 m", "1.5h", "5x", "1w"] {
+        for bad in [
+            "", "-5m", "5", "m", "1m1h", "1h1h", "5 m", "1.5h", "5x", "1w",
+        ] {
             assert!(Span::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -10,6 +10,7 @@ use std::process::Termination;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod keygen;
+mod reconcile;
 mod verify;
 
 /// The process exit status, following grep and diff.
@@ -46,6 +47,61 @@ pub enum ErrorFormat {
     Json,
 }
 
+/// Report formats shared by `reconcile` and `check`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For a person in a terminal or a CI log.
+    #[default]
+    Text,
+    /// The serde form of the model.
+    Json,
+}
+
+/// Options every command that reads a collection takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CollectionArgs {
+    /// Evaluate at this instant (RFC 3339); defaults to the collection's
+    /// `collected_at`, never the wall clock.
+    #[arg(long, value_parser = parse_as_of)]
+    pub as_of: Option<crate::time::Timestamp>,
+    /// Set bad sync-log lines aside and list them, instead of failing.
+    #[arg(long)]
+    pub quarantine: bool,
+}
+
+fn parse_as_of(s: &str) -> Result<crate::time::Timestamp, String> {
+    crate::time::parse_timestamp(s)
+}
+
+/// Loads a collection and reconciles it.
+pub(crate) fn load_and_reconcile(
+    root: &std::path::Path,
+    common: &CollectionArgs,
+) -> miette::Result<crate::reconcile::Reconciled> {
+    if !root.join(crate::ingest::collection::MANIFEST).is_file() {
+        return Err(miette::miette!(
+            help = "a collection is a directory with `collection.yaml` at its root; see docs/formats.md",
+            "`{}` is not a collection: no `collection.yaml` in it",
+            root.display()
+        ));
+    }
+    let collection = crate::ingest::load(root)?;
+    let reconciled = crate::reconcile::run(
+        &collection,
+        &crate::reconcile::Options {
+            as_of: common.as_of,
+            quarantine: common.quarantine,
+        },
+    )?;
+    if !reconciled.rejected.is_empty() {
+        note(&format!(
+            "warning: {} sync-log line(s) were quarantined and left out; they are listed in the output",
+            reconciled.rejected.len()
+        ));
+    }
+    Ok(reconciled)
+}
+
 /// syncproof: policy-checked, signed audit evidence from identity-connector
 /// sync logs and application snapshots.
 #[derive(Debug, Parser)]
@@ -62,6 +118,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the reconciled state of a collection: change lifecycles, drift,
+    /// connector health, snapshot ages.
+    Reconcile(reconcile::ReconcileArgs),
     /// Write a new Ed25519 signing key pair.
     Keygen(keygen::KeygenArgs),
     /// Verify a signed evidence pack against a pinned public key.
@@ -84,6 +143,7 @@ pub fn main() -> ExitCode {
     };
     install_error_hook(cli.error_format);
     let result = match cli.command {
+        Command::Reconcile(args) => reconcile::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Verify(args) => verify::run(&args),
     };

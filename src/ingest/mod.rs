@@ -1,4 +1,174 @@
 //! Ingest: a collection directory becomes validated, typed records.
+//!
+//! [`load`] reads `collection.yaml`, checks that the files on disk are exactly
+//! the files it names, hashes every input, and parses the desired state and
+//! every snapshot. Sync logs can be large, so they are not loaded here:
+//! [`Collection::read_events`] streams them, one event at a time, to whoever
+//! reconciles them.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub mod collection;
+mod csv_export;
+mod desired;
+pub mod digest;
+mod document;
+pub mod error;
 pub mod model;
 pub(crate) mod raw;
+mod scim;
+pub mod synclog;
+
+pub use error::IngestError;
+use error::Problems;
+use model::{Application, Assignment, Event, Identity, InputFile, Snapshot};
+pub use synclog::Rejected;
+
+use crate::time::Timestamp;
+
+/// A loaded collection: everything but the sync-log events.
+#[derive(Debug)]
+pub struct Collection {
+    /// The collection directory.
+    pub root: PathBuf,
+    /// The assessment name.
+    pub name: String,
+    /// When the collection was made (the default `--as-of`).
+    pub collected_at: Timestamp,
+    /// Applications, sorted by id.
+    pub applications: Vec<Application>,
+    /// Identities, sorted by id.
+    pub identities: Vec<Identity>,
+    /// Approved assignments, sorted.
+    pub assignments: Vec<Assignment>,
+    /// One snapshot per application, sorted by application.
+    pub snapshots: Vec<Snapshot>,
+    /// Sync-log files, as named in the manifest.
+    pub sync_logs: Vec<String>,
+    /// The exceptions file, if the manifest names one.
+    pub exceptions: Option<String>,
+    /// Every input file with its size and SHA-256, sorted by path.
+    pub inputs: Vec<InputFile>,
+}
+
+/// Loads the collection at `root`.
+pub fn load(root: &Path) -> Result<Collection, IngestError> {
+    let manifest = collection::read_manifest(root)?;
+    let inputs = collection::discover(root, &manifest)?;
+    let app_ids: BTreeSet<String> = manifest.applications.iter().map(|a| a.id.clone()).collect();
+    let mut errors = Vec::new();
+
+    let desired_text = read_text(root, &manifest.desired_state)?;
+    let desired = match desired::parse(&manifest.desired_state, &desired_text, &app_ids) {
+        Ok(d) => d,
+        Err(p) => {
+            push_problems(&mut errors, &manifest.desired_state, p);
+            desired::Desired::default()
+        }
+    };
+
+    let mut snapshots = Vec::new();
+    for spec in &manifest.snapshots {
+        let mut files = Vec::new();
+        for f in &spec.files {
+            files.push((f.clone(), read_text(root, f)?));
+        }
+        let parsed = match &spec.format {
+            collection::SnapshotFormat::Scim => scim::parse(&files).map(|s| (s.accounts, s.groups)),
+            collection::SnapshotFormat::Csv(cols) => {
+                csv_export::parse(&files, cols).map(|s| (s.accounts, s.groups))
+            }
+        };
+        match parsed {
+            Ok((accounts, groups)) => snapshots.push(Snapshot {
+                application: spec.application.clone(),
+                taken_at: spec.taken_at,
+                format: match spec.format {
+                    collection::SnapshotFormat::Scim => "scim".to_owned(),
+                    collection::SnapshotFormat::Csv(_) => "csv".to_owned(),
+                },
+                files: spec.files.clone(),
+                accounts,
+                groups,
+            }),
+            Err(failures) => {
+                for (file, p) in failures {
+                    push_problems(&mut errors, &file, p);
+                }
+            }
+        }
+    }
+    error::combine(errors)?;
+    Ok(Collection {
+        root: root.to_path_buf(),
+        name: manifest.name,
+        collected_at: manifest.collected_at,
+        applications: manifest.applications,
+        identities: desired.identities,
+        assignments: desired.assignments,
+        snapshots,
+        sync_logs: manifest.sync_logs,
+        exceptions: manifest.exceptions,
+        inputs,
+    })
+}
+
+fn push_problems(errors: &mut Vec<IngestError>, file: &str, p: Problems) {
+    if let Err(e) = p.into_result(file) {
+        errors.push(e);
+    }
+}
+
+fn read_text(root: &Path, rel: &str) -> Result<String, IngestError> {
+    let path = root.join(rel);
+    let bytes = std::fs::read(&path).map_err(|source| IngestError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| IngestError::Invalid {
+        file: rel.to_owned(),
+        count: 1,
+        errors: vec![error::RecordError::in_file(
+            rel,
+            format!(
+                "is not valid UTF-8 (byte {})",
+                e.utf8_error().valid_up_to() + 1
+            ),
+        )],
+    })
+}
+
+impl Collection {
+    /// Streams every sync-log event to `sink`, file by file in manifest order,
+    /// line by line. Bad lines of all files are reported together; with
+    /// `quarantine`, they are returned instead.
+    pub fn read_events(
+        &self,
+        quarantine: bool,
+        sink: &mut dyn FnMut(Event),
+    ) -> Result<Vec<Rejected>, IngestError> {
+        let applications: BTreeSet<String> =
+            self.applications.iter().map(|a| a.id.clone()).collect();
+        let connectors: BTreeSet<String> = self
+            .applications
+            .iter()
+            .map(|a| a.connector.clone())
+            .collect();
+        let ctx = synclog::LogContext {
+            applications: &applications,
+            connectors: &connectors,
+        };
+        let mut rejected = Vec::new();
+        let mut errors = Vec::new();
+        for file in &self.sync_logs {
+            match synclog::read(file, &self.root.join(file), &ctx, quarantine, sink) {
+                Ok(r) => rejected.extend(r),
+                Err(e @ IngestError::Invalid { .. }) => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        error::combine(errors)?;
+        Ok(rejected)
+    }
+}

@@ -5,6 +5,7 @@
 //! input that proves it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,7 @@ use crate::time::{Span, Timestamp};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SourceRef {
     /// Path relative to the collection root, with `/` separators.
-    pub file: String,
+    pub file: Arc<str>,
     /// 1-based line number (0 when the record has no single line).
     pub line: u64,
     /// SHA-256 of the record's bytes (a JSON line, a CSV row, a SCIM resource).

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::{AttemptOutcome, ConfirmMethod, IdentityKind, IdentityStatus, Operation};
 
@@ -82,7 +82,7 @@ pub(crate) struct RawDesired {
 }
 
 /// An identity in the desired state.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawIdentity {
     pub(crate) id: String,
@@ -97,7 +97,7 @@ pub(crate) struct RawIdentity {
 }
 
 /// An assignment in the desired state.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAssignment {
     pub(crate) identity: String,
@@ -108,21 +108,6 @@ pub(crate) struct RawAssignment {
     pub(crate) expires_at: Option<String>,
     #[serde(default)]
     pub(crate) approval: Option<String>,
-}
-
-/// A structured-mode CloudEvents 1.0 envelope.
-#[derive(Debug, Deserialize)]
-pub(crate) struct RawCloudEvent {
-    pub(crate) specversion: Option<String>,
-    pub(crate) id: Option<String>,
-    pub(crate) source: Option<String>,
-    #[serde(rename = "type")]
-    pub(crate) ty: Option<String>,
-    pub(crate) time: Option<String>,
-    #[serde(default)]
-    pub(crate) datacontenttype: Option<String>,
-    #[serde(default)]
-    pub(crate) data: Option<serde_json::Value>,
 }
 
 /// `data` of `dev.syncproof.change.requested`.

@@ -1,0 +1,348 @@
+//! The governance system's desired state: identities and their approved
+//! assignments (YAML or JSON).
+//!
+//! Records point back at the line where each list item starts (block-style
+//! YAML; JSON documents get line 0) and carry the SHA-256 of the item's
+//! canonical JSON form, so the digest does not depend on YAML layout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::digest::sha256_hex;
+use super::document;
+use super::error::{Problems, RecordError};
+use super::model::{Assignment, Identity, IdentityKind, SourceRef};
+use super::raw::{RawAssignment, RawDesired, RawIdentity};
+use crate::time::parse_timestamp;
+
+/// The validated desired state.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Desired {
+    /// Identities, sorted by id.
+    pub(crate) identities: Vec<Identity>,
+    /// Assignments, sorted by (identity, application, entitlement).
+    pub(crate) assignments: Vec<Assignment>,
+}
+
+/// Parses and validates the desired state in `text` from `file`.
+pub(crate) fn parse(
+    file: &str,
+    text: &str,
+    applications: &BTreeSet<String>,
+) -> Result<Desired, Problems> {
+    let mut problems = Problems::default();
+    let raw: RawDesired = match document::parse(file, text) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(e);
+            return Err(problems);
+        }
+    };
+    if let Some(t) = &raw.exported_at {
+        if let Err(e) = parse_timestamp(t) {
+            problems.push(RecordError::at_path(file, "exported_at", e));
+        }
+    }
+    let file_ref: Arc<str> = Arc::from(file);
+    let identity_lines = item_lines(text, "identities");
+    let assignment_lines = item_lines(text, "assignments");
+    let mut identities: BTreeMap<String, Identity> = BTreeMap::new();
+    for (i, raw_id) in raw.identities.into_iter().enumerate() {
+        let at = format!("identities[{i}]");
+        let source = SourceRef {
+            file: file_ref.clone(),
+            line: identity_lines.get(i).copied().unwrap_or(0),
+            sha256: canonical_digest(&raw_id),
+        };
+        match validate_identity(file, &at, raw_id, applications, source) {
+            Ok(identity) => {
+                if let Some(first) = identities.get(&identity.id) {
+                    problems.push(RecordError::at_path(
+                        file,
+                        format!("{at}.id"),
+                        format!(
+                            "identity `{}` is defined twice (first at line {})",
+                            identity.id, first.source.line
+                        ),
+                    ));
+                } else {
+                    identities.insert(identity.id.clone(), identity);
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    let mut assignments: BTreeMap<(String, String, String), Assignment> = BTreeMap::new();
+    for (i, raw_a) in raw.assignments.into_iter().enumerate() {
+        let at = format!("assignments[{i}]");
+        let source = SourceRef {
+            file: file_ref.clone(),
+            line: assignment_lines.get(i).copied().unwrap_or(0),
+            sha256: canonical_digest(&raw_a),
+        };
+        match validate_assignment(file, &at, raw_a, &identities, applications, source) {
+            Ok(a) => {
+                let key = (
+                    a.identity.clone(),
+                    a.application.clone(),
+                    a.entitlement.clone(),
+                );
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    assignments.entry(key.clone())
+                {
+                    slot.insert(a);
+                } else {
+                    problems.push(RecordError::at_path(
+                        file,
+                        at,
+                        format!(
+                            "assignment of `{}` to `{}` in `{}` is listed twice",
+                            key.2, key.0, key.1
+                        ),
+                    ));
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Desired {
+        identities: identities.into_values().collect(),
+        assignments: assignments.into_values().collect(),
+    })
+}
+
+fn validate_identity(
+    file: &str,
+    at: &str,
+    raw: RawIdentity,
+    applications: &BTreeSet<String>,
+    source: SourceRef,
+) -> Result<Identity, RecordError> {
+    if raw.id.trim().is_empty() {
+        return Err(RecordError::at_path(
+            file,
+            format!("{at}.id"),
+            "identity id is empty",
+        ));
+    }
+    if raw.kind != IdentityKind::Human && raw.owner.as_deref().is_none_or(str::is_empty) {
+        return Err(RecordError::at_path(
+            file,
+            format!("{at}.owner"),
+            format!(
+                "non-human identity `{}` ({}) has no owner",
+                raw.id,
+                raw.kind.as_str()
+            ),
+        )
+        .with_help("every service account, API key, bot and workload needs an accountable owner"));
+    }
+    for app in raw.accounts.keys() {
+        if !applications.contains(app) {
+            return Err(RecordError::at_path(
+                file,
+                format!("{at}.accounts.{app}"),
+                format!("unknown application `{app}` (not in `collection.yaml`)"),
+            ));
+        }
+    }
+    Ok(Identity {
+        id: raw.id,
+        display_name: raw.display_name,
+        kind: raw.kind,
+        owner: raw.owner,
+        status: raw.status,
+        accounts: raw.accounts,
+        source,
+    })
+}
+
+fn validate_assignment(
+    file: &str,
+    at: &str,
+    raw: RawAssignment,
+    identities: &BTreeMap<String, Identity>,
+    applications: &BTreeSet<String>,
+    source: SourceRef,
+) -> Result<Assignment, RecordError> {
+    if !identities.contains_key(&raw.identity) {
+        return Err(RecordError::at_path(
+            file,
+            format!("{at}.identity"),
+            format!("unknown identity `{}`", raw.identity),
+        ));
+    }
+    if !applications.contains(&raw.application) {
+        return Err(RecordError::at_path(
+            file,
+            format!("{at}.application"),
+            format!(
+                "unknown application `{}` (not in `collection.yaml`)",
+                raw.application
+            ),
+        ));
+    }
+    if raw.entitlement.trim().is_empty() {
+        return Err(RecordError::at_path(
+            file,
+            format!("{at}.entitlement"),
+            "entitlement is empty",
+        ));
+    }
+    let granted_at = parse_timestamp(&raw.granted_at)
+        .map_err(|e| RecordError::at_path(file, format!("{at}.granted_at"), e))?;
+    let expires_at = match &raw.expires_at {
+        Some(t) => Some(
+            parse_timestamp(t)
+                .map_err(|e| RecordError::at_path(file, format!("{at}.expires_at"), e))?,
+        ),
+        None => None,
+    };
+    if expires_at.is_some_and(|e| e < granted_at) {
+        return Err(RecordError::at_path(
+            file,
+            format!("{at}.expires_at"),
+            "expires before it was granted",
+        ));
+    }
+    Ok(Assignment {
+        identity: raw.identity,
+        application: raw.application,
+        entitlement: raw.entitlement,
+        granted_at,
+        expires_at,
+        approval: raw.approval,
+        source,
+    })
+}
+
+/// SHA-256 of a record's canonical JSON form: fields in declaration order,
+/// maps sorted by key, no whitespace.
+fn canonical_digest<T: serde::Serialize>(record: &T) -> String {
+    sha256_hex(&serde_json::to_vec(record).unwrap_or_default())
+}
+
+/// The 1-based line of each item of the top-level block sequence `key:` in a
+/// block-style YAML document. Empty when the layout is not block style.
+fn item_lines(text: &str, key: &str) -> Vec<u64> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    let mut item_indent: Option<usize> = None;
+    let header = format!("{key}:");
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent == 0 && !trimmed.starts_with('-') {
+            inside = trimmed.starts_with(&header);
+            item_indent = None;
+            continue;
+        }
+        if inside && trimmed.starts_with("- ") {
+            let expected = *item_indent.get_or_insert(indent);
+            if indent == expected {
+                lines.push(n as u64 + 1);
+            }
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apps() -> BTreeSet<String> {
+        ["crm".to_owned()].into()
+    }
+
+    const GOOD: &str = "\
+identities:
+  - id: alice
+    kind: human
+    status: active
+  - id: svc-backup
+    kind: service_account
+    owner: alice
+    status: active
+    accounts:
+      crm: backup-bot
+assignments:
+  - identity: alice
+    application: crm
+    entitlement: admin
+    granted_at: 2026-01-01T00:00:00Z
+  - identity: svc-backup
+    application: crm
+    entitlement: reader
+    granted_at: 2026-01-01T00:00:00Z
+    expires_at: 2026-12-01T00:00:00Z
+";
+
+    #[test]
+    fn parses_and_points_at_lines() {
+        let d = parse("desired.yaml", GOOD, &apps()).unwrap();
+        assert_eq!(d.identities.len(), 2);
+        assert_eq!(d.identities[0].source.line, 2);
+        assert_eq!(d.identities[1].source.line, 5);
+        assert_eq!(d.assignments[0].source.line, 12);
+        assert_eq!(d.assignments[1].source.line, 16);
+        assert_eq!(d.identities[1].accounts["crm"], "backup-bot");
+    }
+
+    #[test]
+    fn reports_every_bad_record() {
+        let text = "\
+identities:
+  - id: alice
+    kind: human
+    status: active
+  - id: alice
+    kind: human
+    status: active
+  - id: bot1
+    kind: bot
+    status: active
+assignments:
+  - identity: nobody
+    application: crm
+    entitlement: admin
+    granted_at: 2026-01-01T00:00:00Z
+  - identity: alice
+    application: erp
+    entitlement: admin
+    granted_at: 2026-01-01T00:00:00Z
+  - identity: alice
+    application: crm
+    entitlement: admin
+    granted_at: yesterday
+";
+        let p = parse("d.yaml", text, &apps()).unwrap_err();
+        let err = p.into_result("d.yaml").unwrap_err();
+        let shown = format!("{:?}", miette::Report::new(err));
+        for needle in [
+            "identity `alice` is defined twice",
+            "identities[2].owner",
+            "unknown identity `nobody`",
+            "unknown application `erp`",
+            "assignments[2].granted_at",
+        ] {
+            assert!(shown.contains(needle), "missing {needle}: {shown}");
+        }
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error_with_location() {
+        let text = "identities:\n  - id: a\n    kind: robot\n    status: active\n";
+        let p = parse("d.yaml", text, &apps()).unwrap_err();
+        let err = p.into_result("d.yaml").unwrap_err();
+        let shown = format!("{:?}", miette::Report::new(err));
+        assert!(shown.contains("d.yaml:3:"), "{shown}");
+        assert!(shown.contains("identities[0].kind"), "{shown}");
+    }
+}

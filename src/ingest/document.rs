@@ -1,0 +1,118 @@
+//! Reading whole YAML or JSON documents into typed values, with errors that
+//! name the file, the line and column when the parser knows them, and the
+//! path inside the document (`identities[3].kind`).
+
+use serde::de::DeserializeOwned;
+
+use super::error::RecordError;
+
+/// Parses `text` (YAML, or JSON when `file` ends in `.json`) as `T`.
+pub(crate) fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, RecordError> {
+    if file.ends_with(".json") {
+        parse_json(file, text)
+    } else {
+        parse_yaml(file, text)
+    }
+}
+
+/// Parses a YAML document as `T`.
+pub(crate) fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, RecordError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = strip_location(&inner.to_string());
+        match inner.location() {
+            Some(loc) => {
+                let line = loc.line() as u64;
+                let col = loc.column().saturating_sub(1);
+                let text_line = text.lines().nth(loc.line().saturating_sub(1)).unwrap_or("");
+                let msg = if path == "." {
+                    message
+                } else {
+                    format!("{path}: {message}")
+                };
+                RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1)
+            }
+            None => RecordError::at_path(file, path, message),
+        }
+    })
+}
+
+/// Parses a JSON document as `T`.
+pub(crate) fn parse_json<'a, T: serde::Deserialize<'a>>(
+    file: &str,
+    text: &'a str,
+) -> Result<T, RecordError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.line() as u64;
+        let col = inner.column().saturating_sub(1);
+        let message = strip_location(&inner.to_string());
+        let msg = if path == "." {
+            message
+        } else {
+            format!("{path}: {message}")
+        };
+        let text_line = text
+            .lines()
+            .nth(inner.line().saturating_sub(1))
+            .unwrap_or("");
+        RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1)
+    })
+}
+
+/// Drops the " at line X column Y" suffix parsers append; we report the
+/// location ourselves.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "fields exist to be deserialised")]
+    struct Doc {
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "fields exist to be deserialised")]
+    struct Item {
+        id: String,
+        count: u32,
+    }
+
+    #[test]
+    fn yaml_errors_name_line_and_path() {
+        let text = "items:\n  - id: a\n    count: 1\n  - id: b\n    count: many\n";
+        let e = parse::<Doc>("desired.yaml", text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.starts_with("desired.yaml:5:"), "{shown}");
+        assert!(shown.contains("items[1].count"), "{shown}");
+    }
+
+    #[test]
+    fn json_errors_name_line_and_path() {
+        let text = "{\"items\": [\n {\"id\": \"a\", \"count\": 1},\n {\"id\": 7, \"count\": 2}\n]}";
+        let e = parse::<Doc>("d.json", text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.starts_with("d.json:3:"), "{shown}");
+        assert!(shown.contains("items[1].id"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e = parse::<Doc>("x.yaml", "items: []\nextra: 1\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `extra`"), "{e}");
+    }
+}

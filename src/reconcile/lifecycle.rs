@@ -1,0 +1,389 @@
+//! Change lifecycles: every sync-log event, in any order, folded into one
+//! record per change — requested → attempts → confirmed, failed, or pending.
+//!
+//! Events are deduplicated on the CloudEvents (`source`, `id`) pair, never on
+//! `id` alone (CloudEvents 1.0 §`id`: "Consumers MAY assume that Events with
+//! identical `source` and `id` are duplicates"). A change re-requested under
+//! the same idempotency key is one change. A successful delivery is not a
+//! confirmation: only `change.confirmed` confirms.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sha2::{Digest, Sha256};
+
+use super::model::{Anomaly, AnomalyKind, Change, ChangeStatus, EventStats};
+use crate::ingest::model::{AttemptOutcome, ConfirmMethod, Event, EventBody, Operation, SourceRef};
+use crate::time::{format_timestamp, Span, Timestamp};
+
+/// The most replays listed one by one as anomalies; all are counted.
+const MAX_LISTED_REPLAYS: usize = 100;
+
+#[derive(Clone, Debug)]
+struct Request {
+    operation: Operation,
+    identity: String,
+    application: String,
+    entitlement: Option<String>,
+    requester: Option<String>,
+    approval: Option<String>,
+    ticket: Option<String>,
+    batch: Option<String>,
+    at: Timestamp,
+    source: SourceRef,
+}
+
+#[derive(Debug, Default)]
+struct ChangeAcc {
+    request: Option<Request>,
+    redeliveries: u32,
+    attempts: BTreeMap<u32, (Timestamp, AttemptOutcome, Option<String>, SourceRef)>,
+    confirmed: Option<(Timestamp, ConfirmMethod, SourceRef)>,
+    failed: Option<(Timestamp, String, SourceRef)>,
+}
+
+/// Connector-level events, kept for the health computation.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConnectorAcc {
+    pub(crate) last_heartbeat: Option<(Timestamp, SourceRef)>,
+    pub(crate) last_seen: Option<Timestamp>,
+    pub(crate) errors: u64,
+    pub(crate) last_error: Option<(Timestamp, String, SourceRef)>,
+    pub(crate) failed_attempts: u64,
+}
+
+/// Folds events into change lifecycles and connector activity.
+#[derive(Debug)]
+pub(crate) struct Lifecycles {
+    as_of: Timestamp,
+    /// First 16 bytes of SHA-256(source NUL id) → first 8 bytes of the line's
+    /// SHA-256 and where it was first seen. 128 bits make an accidental
+    /// collision among billions of events negligible, and keep memory small.
+    seen: HashMap<[u8; 16], ([u8; 8], u32)>,
+    first_seen: Vec<SourceRef>,
+    changes: HashMap<String, ChangeAcc>,
+    /// Connector activity by connector id.
+    pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
+    /// Application id → connector id.
+    app_connector: HashMap<String, String>,
+    pub(crate) stats: EventStats,
+    pub(crate) anomalies: Vec<Anomaly>,
+    listed_replays: usize,
+}
+
+impl Lifecycles {
+    /// A fresh accumulator for `--as-of` and the collection's applications.
+    pub(crate) fn new(as_of: Timestamp, app_connector: HashMap<String, String>) -> Self {
+        let mut connectors = BTreeMap::new();
+        for c in app_connector.values() {
+            connectors.insert(c.clone(), ConnectorAcc::default());
+        }
+        Lifecycles {
+            as_of,
+            seen: HashMap::new(),
+            first_seen: Vec::new(),
+            changes: HashMap::new(),
+            connectors,
+            app_connector,
+            stats: EventStats::default(),
+            anomalies: Vec::new(),
+            listed_replays: 0,
+        }
+    }
+
+    /// Takes one event.
+    pub(crate) fn push(&mut self, event: Event) {
+        self.stats.read += 1;
+        let mut h = Sha256::new();
+        h.update(event.ce_source.as_bytes());
+        h.update([0u8]);
+        h.update(event.ce_id.as_bytes());
+        let digest = h.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        let mut line_hash = [0u8; 8];
+        if let Ok(bytes) = hex::decode(event.source.sha256.get(..16).unwrap_or_default()) {
+            line_hash.copy_from_slice(&bytes[..8.min(bytes.len())]);
+        }
+        if let Some((first_hash, first_idx)) = self.seen.get(&key) {
+            self.stats.replays += 1;
+            let conflicting = *first_hash != line_hash;
+            if conflicting || self.listed_replays < MAX_LISTED_REPLAYS {
+                self.listed_replays += 1;
+                let first = self.first_seen.get(*first_idx as usize).cloned();
+                let (kind, what) = if conflicting {
+                    (
+                        AnomalyKind::ConflictingReplay,
+                        "repeats the (`source`, `id`) of an earlier event with different content; the first copy is used",
+                    )
+                } else {
+                    (
+                        AnomalyKind::Replay,
+                        "repeats an earlier event; counted once",
+                    )
+                };
+                let mut evidence = vec![event.source.clone()];
+                evidence.extend(first.clone());
+                self.anomalies.push(Anomaly {
+                    kind,
+                    subject: format!("{} {}", event.ce_source, event.ce_id),
+                    detail: format!(
+                        "{}:{} {what}{}",
+                        event.source.file,
+                        event.source.line,
+                        first
+                            .map(|f| format!(" (first at {}:{})", f.file, f.line))
+                            .unwrap_or_default()
+                    ),
+                    evidence,
+                });
+            }
+            return;
+        }
+        self.seen
+            .insert(key, (line_hash, self.first_seen.len() as u32));
+        self.first_seen.push(event.source.clone());
+        self.stats.unique += 1;
+        if event.time > self.as_of {
+            self.stats.after_as_of += 1;
+            return;
+        }
+        let ty = match &event.body {
+            EventBody::ChangeRequested { .. } => "change.requested",
+            EventBody::DeliveryAttempted { .. } => "change.attempted",
+            EventBody::ChangeConfirmed { .. } => "change.confirmed",
+            EventBody::ChangeFailed { .. } => "change.failed",
+            EventBody::Heartbeat { .. } => "connector.heartbeat",
+            EventBody::ConnectorError { .. } => "connector.error",
+        };
+        *self.stats.by_type.entry(ty.to_owned()).or_default() += 1;
+        let time = event.time;
+        match event.body {
+            EventBody::ChangeRequested {
+                idempotency_key,
+                operation,
+                identity,
+                application,
+                entitlement,
+                requester,
+                approval,
+                ticket,
+                batch,
+            } => {
+                self.touch_app(&application, time);
+                let request = Request {
+                    operation,
+                    identity,
+                    application,
+                    entitlement,
+                    requester,
+                    approval,
+                    ticket,
+                    batch,
+                    at: time,
+                    source: event.source,
+                };
+                let acc = self.changes.entry(idempotency_key.clone()).or_default();
+                match &mut acc.request {
+                    None => acc.request = Some(request),
+                    Some(first) => {
+                        self.stats.redeliveries += 1;
+                        acc.redeliveries += 1;
+                        if first.operation != request.operation
+                            || first.identity != request.identity
+                            || first.application != request.application
+                            || first.entitlement != request.entitlement
+                        {
+                            self.anomalies.push(Anomaly {
+                                kind: AnomalyKind::IdempotencyConflict,
+                                subject: idempotency_key.clone(),
+                                detail: format!(
+                                    "re-requested under the same idempotency key `{idempotency_key}` with different content; the earliest request is used"
+                                ),
+                                evidence: vec![first.source.clone(), request.source.clone()],
+                            });
+                        }
+                        // The earliest request defines the change.
+                        if request.at < first.at {
+                            *first = request;
+                        }
+                    }
+                }
+            }
+            EventBody::DeliveryAttempted {
+                idempotency_key,
+                attempt,
+                outcome,
+                error,
+            } => {
+                // Failed attempts are credited to a connector in `finish`,
+                // once the request (and so the application) is known.
+                let acc = self.changes.entry(idempotency_key).or_default();
+                acc.attempts
+                    .entry(attempt)
+                    .or_insert((time, outcome, error, event.source));
+            }
+            EventBody::ChangeConfirmed {
+                idempotency_key,
+                method,
+            } => {
+                let acc = self.changes.entry(idempotency_key).or_default();
+                if acc.confirmed.as_ref().is_none_or(|(t, _, _)| time < *t) {
+                    acc.confirmed = Some((time, method, event.source));
+                }
+            }
+            EventBody::ChangeFailed {
+                idempotency_key,
+                reason,
+            } => {
+                let acc = self.changes.entry(idempotency_key).or_default();
+                if acc.failed.as_ref().is_none_or(|(t, _, _)| time < *t) {
+                    acc.failed = Some((time, reason, event.source));
+                }
+            }
+            EventBody::Heartbeat { connector } => {
+                let c = self.connectors.entry(connector).or_default();
+                if c.last_heartbeat.as_ref().is_none_or(|(t, _)| time > *t) {
+                    c.last_heartbeat = Some((time, event.source));
+                }
+                c.last_seen = c.last_seen.max(Some(time));
+            }
+            EventBody::ConnectorError { connector, error } => {
+                let c = self.connectors.entry(connector).or_default();
+                c.errors += 1;
+                if c.last_error.as_ref().is_none_or(|(t, _, _)| time > *t) {
+                    c.last_error = Some((time, error, event.source));
+                }
+                c.last_seen = c.last_seen.max(Some(time));
+            }
+        }
+    }
+
+    fn touch_app(&mut self, application: &str, time: Timestamp) {
+        if let Some(conn) = self.app_connector.get(application) {
+            if let Some(c) = self.connectors.get_mut(conn) {
+                c.last_seen = c.last_seen.max(Some(time));
+            }
+        }
+    }
+
+    /// Finishes: one [`Change`] per requested change, sorted by request time
+    /// and key; orphan events become anomalies.
+    pub(crate) fn finish(
+        mut self,
+    ) -> (
+        Vec<Change>,
+        BTreeMap<String, ConnectorAcc>,
+        EventStats,
+        Vec<Anomaly>,
+    ) {
+        let mut changes = Vec::with_capacity(self.changes.len());
+        let mut keys: Vec<String> = self.changes.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let Some(acc) = self.changes.remove(&key) else {
+                continue;
+            };
+            let Some(req) = acc.request else {
+                let mut evidence: Vec<SourceRef> =
+                    acc.attempts.values().map(|a| a.3.clone()).collect();
+                evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
+                evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
+                evidence.sort();
+                let what = match (&acc.confirmed, &acc.failed) {
+                    (Some(_), _) => "a confirmation",
+                    (None, Some(_)) => "a failure",
+                    (None, None) => "delivery attempts",
+                };
+                self.anomalies.push(Anomaly {
+                    kind: AnomalyKind::OrphanEvent,
+                    subject: key.clone(),
+                    detail: format!(
+                        "the log holds {what} for idempotency key `{key}` but no request: a confirmation with no request proves nothing"
+                    ),
+                    evidence,
+                });
+                continue;
+            };
+            // Attempts and outcomes are credited to the application's connector.
+            let conn = self.app_connector.get(&req.application).cloned();
+            // Every event of a change shows its connector was alive then.
+            let times = acc
+                .attempts
+                .values()
+                .map(|a| a.0)
+                .chain(acc.confirmed.as_ref().map(|c| c.0))
+                .chain(acc.failed.as_ref().map(|f| f.0));
+            if let Some(c) = conn.as_ref().and_then(|c| self.connectors.get_mut(c)) {
+                for t in times {
+                    c.last_seen = c.last_seen.max(Some(t));
+                }
+                c.failed_attempts += acc
+                    .attempts
+                    .values()
+                    .filter(|a| a.1 != AttemptOutcome::Success)
+                    .count() as u64;
+            }
+            let status = if acc.confirmed.is_some() {
+                ChangeStatus::Confirmed
+            } else if acc.failed.is_some() {
+                ChangeStatus::Failed
+            } else {
+                ChangeStatus::Pending
+            };
+            if let Some((t, _, src)) = &acc.confirmed {
+                if *t < req.at {
+                    self.anomalies.push(Anomaly {
+                        kind: AnomalyKind::ConfirmedBeforeRequested,
+                        subject: key.clone(),
+                        detail: format!(
+                            "confirmed at {} before it was requested at {}; latency counted as zero",
+                            format_timestamp(t),
+                            format_timestamp(&req.at)
+                        ),
+                        evidence: vec![req.source.clone(), src.clone()],
+                    });
+                }
+            }
+            let last = acc.attempts.values().next_back();
+            let mut evidence = vec![req.source.clone()];
+            evidence.extend(acc.attempts.values().map(|a| a.3.clone()));
+            evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
+            evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
+            changes.push(Change {
+                operation: req.operation,
+                identity: req.identity,
+                application: req.application,
+                entitlement: req.entitlement,
+                requester: req.requester,
+                approval: req.approval,
+                ticket: req.ticket,
+                batch: req.batch,
+                requested_at: req.at,
+                status,
+                confirmed_at: acc.confirmed.as_ref().map(|c| c.0),
+                confirm_method: acc.confirmed.as_ref().map(|c| c.1),
+                failed_at: acc.failed.as_ref().map(|f| f.0),
+                failure_reason: acc.failed.as_ref().map(|f| f.1.clone()),
+                latency: acc.confirmed.as_ref().map(|c| Span::between(&req.at, &c.0)),
+                pending_for: if status == ChangeStatus::Confirmed {
+                    None
+                } else {
+                    Some(Span::between(&req.at, &self.as_of))
+                },
+                attempts: acc.attempts.len() as u32,
+                last_outcome: last.map(|a| a.1),
+                last_error: last.and_then(|a| a.2.clone()),
+                redeliveries: acc.redeliveries,
+                evidence,
+                key,
+            });
+        }
+        changes.sort_by(|a, b| {
+            a.requested_at
+                .cmp(&b.requested_at)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        self.anomalies.sort();
+        (changes, self.connectors, self.stats, self.anomalies)
+    }
+}
