@@ -9,7 +9,9 @@ use std::process::Termination;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod check;
 mod keygen;
+mod policy;
 mod reconcile;
 mod verify;
 
@@ -69,6 +71,39 @@ pub struct CollectionArgs {
     pub quarantine: bool,
 }
 
+/// Where the policy pack comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// A policy directory overlaid on the built-in pack: its `*.cedar` files
+    /// are added (same name replaces), its `schema.cedarschema`, `tiers.yaml`
+    /// and `controls.yaml` replace the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<std::path::PathBuf>,
+}
+
+impl PolicyArgs {
+    /// The pack's files, before compilation.
+    pub(crate) fn pack(&self) -> miette::Result<crate::policy::PolicyPack> {
+        Ok(match &self.policies {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    return Err(miette::miette!(
+                        "`{}` is not a directory of policies",
+                        dir.display()
+                    ));
+                }
+                crate::policy::PolicyPack::with_overlay(dir)?
+            }
+            None => crate::policy::PolicyPack::builtin(),
+        })
+    }
+
+    /// The compiled, validated pack.
+    pub(crate) fn compile(&self) -> miette::Result<crate::policy::CompiledPack> {
+        Ok(self.pack()?.compile()?)
+    }
+}
+
 fn parse_as_of(s: &str) -> Result<crate::time::Timestamp, String> {
     crate::time::parse_timestamp(s)
 }
@@ -121,6 +156,12 @@ pub enum Command {
     /// Print the reconciled state of a collection: change lifecycles, drift,
     /// connector health, snapshot ages.
     Reconcile(reconcile::ReconcileArgs),
+    /// Evaluate the policies over a collection; exit 1 when a finding is at
+    /// or above `--fail-on` (the CI gate).
+    Check(check::CheckArgs),
+    /// Inspect the policy pack: `list` or `validate`.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Write a new Ed25519 signing key pair.
     Keygen(keygen::KeygenArgs),
     /// Verify a signed evidence pack against a pinned public key.
@@ -144,6 +185,8 @@ pub fn main() -> ExitCode {
     install_error_hook(cli.error_format);
     let result = match cli.command {
         Command::Reconcile(args) => reconcile::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Policy(cmd) => policy::run(&cmd),
         Command::Keygen(args) => keygen::run(&args),
         Command::Verify(args) => verify::run(&args),
     };

@@ -1,2 +1,5 @@
 //! Evidence: the report model, its renderings, the signed pack and its
 //! verification.
+
+pub mod assessment;
+pub mod text;

@@ -172,3 +172,12 @@ impl Collection {
         Ok(rejected)
     }
 }
+
+/// Parses a YAML document as `T`, with errors naming the file, the line and
+/// the path inside the document. Used for the policy pack's YAML files too.
+pub fn parse_yaml_document<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, error::RecordError> {
+    document::parse_yaml(file, text)
+}

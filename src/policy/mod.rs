@@ -1,2 +1,14 @@
 //! Policy: reconciled facts become Cedar entities and requests; Cedar decides;
 //! deny decisions become findings mapped to controls.
+//!
+//! The rules live in Cedar (`policies/`), not in Rust: this module only turns
+//! facts into requests and decisions into findings.
+
+pub mod controls;
+mod evaluate;
+pub mod findings;
+pub mod pack;
+
+pub use evaluate::{evaluate, EvaluateError, EvaluateOptions};
+pub use findings::{Evaluation, Finding, Severity, Subject, SubjectKind};
+pub use pack::{CompiledPack, PolicyError, PolicyPack};

@@ -1,0 +1,1027 @@
+//! Reconciled facts → Cedar entities and requests → decisions → findings.
+//!
+//! Every subject (change, grant, assignment, account, connector, snapshot) is
+//! one Cedar request, decided by the `Authorizer` against every policy whose
+//! action scope can apply to it. On `Deny`, each determining forbid policy
+//! becomes a finding. Entity stores are built per partition — one per
+//! application, plus one for the connectors — and dropped after use, so memory
+//! follows the largest application rather than the whole collection.
+//! Partitions are evaluated in parallel; findings are sorted afterwards, so
+//! the output does not depend on thread scheduling.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicySet, Request, RestrictedExpression,
+};
+use rayon::prelude::*;
+
+use super::findings::{Evaluation, Finding, PolicyTally, Subject, SubjectKind};
+use super::pack::{CompiledPack, NAMESPACE};
+use crate::ingest::model::{Identity, SourceRef, TierTargets};
+use crate::reconcile::model::{
+    AccountState, AssignmentState, Change, ChangeStatus, ConnectorHealth, Grant, SnapshotFreshness,
+};
+use crate::reconcile::Reconciled;
+use crate::time::{format_timestamp, Span};
+
+/// Why evaluation could not complete.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EvaluateError {
+    /// An application names a tier that `tiers.yaml` does not define.
+    #[error("application `{application}` has tier `{tier}`, which `tiers.yaml` does not define")]
+    #[diagnostic(
+        code(syncproof::policy::unknown_tier),
+        help("define the tier in `tiers.yaml`, or use one of: {known}")
+    )]
+    UnknownTier {
+        /// The application.
+        application: String,
+        /// Its tier.
+        tier: String,
+        /// The tiers defined.
+        known: String,
+    },
+    /// Cedar could not build an entity or request (a schema mismatch).
+    #[error("cannot build the Cedar {what}: {message}")]
+    #[diagnostic(code(syncproof::policy::cedar))]
+    Cedar {
+        /// What was being built.
+        what: String,
+        /// Cedar's message.
+        message: String,
+    },
+    /// A policy raised an error for a subject; fail closed rather than treat
+    /// the subject as compliant.
+    #[error(
+        "{count} policy evaluation error(s); first: policy `{policy}` on `{subject}`: {message}"
+    )]
+    #[diagnostic(
+        code(syncproof::policy::evaluation),
+        help("a rule that cannot be evaluated proves nothing; fix the policy (e.g. guard optional attributes with `has`)")
+    )]
+    Evaluation {
+        /// How many errors.
+        count: usize,
+        /// The first failing policy.
+        policy: String,
+        /// Its subject.
+        subject: String,
+        /// Cedar's message.
+        message: String,
+    },
+}
+
+/// A context value: turned into a Cedar value for every request, and into
+/// JSON only for findings.
+#[derive(Clone, Debug)]
+enum Val {
+    Str(String),
+    Long(i64),
+    Bool(bool),
+}
+
+impl Val {
+    fn cedar(&self) -> RestrictedExpression {
+        match self {
+            Val::Str(s) => RestrictedExpression::new_string(s.clone()),
+            Val::Long(n) => RestrictedExpression::new_long(*n),
+            Val::Bool(b) => RestrictedExpression::new_bool(*b),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Val::Str(s) => serde_json::Value::String(s.clone()),
+            Val::Long(n) => serde_json::Value::from(*n),
+            Val::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+}
+
+/// One request to make.
+struct Req {
+    kind: SubjectKind,
+    principal: EntityUid,
+    resource: EntityUid,
+    context: Vec<(&'static str, Val)>,
+    subject: Subject,
+    evidence: Vec<SourceRef>,
+    facts: Box<dyn Fn(&TierTargets) -> String + Send + Sync>,
+}
+
+/// Entity type names of the schema, parsed once.
+struct Types {
+    tier: EntityTypeName,
+    connector: EntityTypeName,
+    application: EntityTypeName,
+    identity: EntityTypeName,
+    entitlement: EntityTypeName,
+    account: EntityTypeName,
+    snapshot: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Result<Self, EvaluateError> {
+        let t = |n: &str| {
+            EntityTypeName::from_str(&format!("{NAMESPACE}::{n}")).map_err(|e| {
+                EvaluateError::Cedar {
+                    what: "entity type".into(),
+                    message: e.to_string(),
+                }
+            })
+        };
+        Ok(Types {
+            tier: t("Tier")?,
+            connector: t("Connector")?,
+            application: t("Application")?,
+            identity: t("Identity")?,
+            entitlement: t("Entitlement")?,
+            account: t("Account")?,
+            snapshot: t("Snapshot")?,
+            action: t("Action")?,
+        })
+    }
+
+    fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+}
+
+fn cedar_err(what: &str, e: impl std::fmt::Display) -> EvaluateError {
+    EvaluateError::Cedar {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Options for [`evaluate`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvaluateOptions {
+    /// Keep the list of every subject evaluated (for JUnit).
+    pub keep_subjects: bool,
+}
+
+/// Evaluates every subject of `r` against the pack.
+pub fn evaluate(
+    r: &Reconciled,
+    pack: &CompiledPack,
+    options: EvaluateOptions,
+) -> Result<Evaluation, EvaluateError> {
+    let types = Types::new()?;
+    // Every application's tier must be defined.
+    for a in &r.applications {
+        if !pack.tiers.contains_key(&a.tier) {
+            return Err(EvaluateError::UnknownTier {
+                application: a.id.clone(),
+                tier: a.tier.clone(),
+                known: pack.tiers.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    let app_tier: HashMap<&str, &str> = r
+        .applications
+        .iter()
+        .map(|a| (a.id.as_str(), a.tier.as_str()))
+        .collect();
+    let connector_tier = connector_tiers(r, pack);
+    let identities: HashMap<&str, &Identity> =
+        r.identities.iter().map(|i| (i.id.as_str(), i)).collect();
+
+    // Partition the subjects by application.
+    let mut parts: BTreeMap<&str, Partition<'_>> = BTreeMap::new();
+    for a in &r.applications {
+        parts.insert(a.id.as_str(), Partition::default());
+    }
+    for c in &r.changes {
+        if let Some(p) = parts.get_mut(c.application.as_str()) {
+            p.changes.push(c);
+        }
+    }
+    for g in r.grants.iter().filter(|g| g.identity.is_some()) {
+        if let Some(p) = parts.get_mut(g.application.as_str()) {
+            p.grants.push(g);
+        }
+    }
+    for a in &r.assignments {
+        if let Some(p) = parts.get_mut(a.application.as_str()) {
+            p.assignments.push(a);
+        }
+    }
+    for a in &r.accounts {
+        if let Some(p) = parts.get_mut(a.application.as_str()) {
+            p.accounts.push(a);
+        }
+    }
+    for s in &r.snapshots {
+        if let Some(p) = parts.get_mut(s.application.as_str()) {
+            p.snapshot = Some(s);
+        }
+    }
+
+    let env = Env {
+        r,
+        pack,
+        types: &types,
+        app_tier: &app_tier,
+        connector_tier: &connector_tier,
+        identities: &identities,
+        keep_subjects: options.keep_subjects,
+    };
+    let apps: Vec<(&str, Partition<'_>)> = parts.into_iter().collect();
+    let mut results: Vec<Result<PartResult, EvaluateError>> = apps
+        .par_iter()
+        .map(|(app, part)| env.evaluate_application(app, part))
+        .collect();
+    results.push(env.evaluate_connectors());
+
+    let mut out = Evaluation::default();
+    for m in pack.meta.values() {
+        out.policies.insert(m.id.clone(), PolicyTally::default());
+    }
+    let mut errors: Vec<(String, String, String)> = Vec::new();
+    for res in results {
+        let part = res?;
+        for (k, n) in part.subjects {
+            *out.subjects.entry(k).or_default() += n;
+        }
+        for (id, t) in part.tallies {
+            let e = out.policies.entry(id).or_default();
+            e.evaluated += t.evaluated;
+            e.failed += t.failed;
+        }
+        out.findings.extend(part.findings);
+        out.evaluated.extend(part.evaluated);
+        errors.extend(part.errors);
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        let count = errors.len();
+        let (policy, subject, message) = errors.swap_remove(0);
+        return Err(EvaluateError::Evaluation {
+            count,
+            policy,
+            subject,
+            message,
+        });
+    }
+    out.findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    out.evaluated.sort();
+    Ok(out)
+}
+
+/// The strictest tier (shortest heartbeat window) among each connector's
+/// applications.
+fn connector_tiers<'a>(r: &'a Reconciled, pack: &CompiledPack) -> HashMap<&'a str, &'a str> {
+    let mut out: HashMap<&str, &str> = HashMap::new();
+    for a in &r.applications {
+        let window = |t: &str| pack.tiers.get(t).map(|t| t.heartbeat_window);
+        let e = out.entry(a.connector.as_str()).or_insert(a.tier.as_str());
+        if (window(&a.tier), a.tier.as_str()) < (window(e), *e) {
+            *e = a.tier.as_str();
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Partition<'a> {
+    changes: Vec<&'a Change>,
+    grants: Vec<&'a Grant>,
+    assignments: Vec<&'a AssignmentState>,
+    accounts: Vec<&'a AccountState>,
+    snapshot: Option<&'a SnapshotFreshness>,
+}
+
+#[derive(Default)]
+struct PartResult {
+    subjects: BTreeMap<SubjectKind, u64>,
+    tallies: BTreeMap<String, PolicyTally>,
+    findings: Vec<Finding>,
+    evaluated: Vec<(SubjectKind, String)>,
+    errors: Vec<(String, String, String)>,
+}
+
+struct Env<'a> {
+    r: &'a Reconciled,
+    pack: &'a CompiledPack,
+    types: &'a Types,
+    app_tier: &'a HashMap<&'a str, &'a str>,
+    connector_tier: &'a HashMap<&'a str, &'a str>,
+    identities: &'a HashMap<&'a str, &'a Identity>,
+    keep_subjects: bool,
+}
+
+impl Env<'_> {
+    fn tier_entities(&self) -> Result<Vec<Entity>, EvaluateError> {
+        let mut out = Vec::new();
+        for (name, t) in &self.pack.tiers {
+            let d = |s: Span| RestrictedExpression::new_duration(s.to_string());
+            let attrs = HashMap::from([
+                (
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(name.clone()),
+                ),
+                ("max_sync_latency".to_owned(), d(t.max_sync_latency)),
+                ("revocation_window".to_owned(), d(t.revocation_window)),
+                ("max_grant_age".to_owned(), d(t.max_grant_age)),
+                ("heartbeat_window".to_owned(), d(t.heartbeat_window)),
+                ("max_snapshot_age".to_owned(), d(t.max_snapshot_age)),
+            ]);
+            out.push(
+                Entity::new(
+                    self.types.uid(&self.types.tier, name),
+                    attrs,
+                    HashSet::new(),
+                )
+                .map_err(|e| cedar_err("tier entity", e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn connector_entity(&self, id: &str) -> Result<Entity, EvaluateError> {
+        let tier = self.connector_tier.get(id).copied().unwrap_or_default();
+        let apps: Vec<RestrictedExpression> = self
+            .r
+            .applications
+            .iter()
+            .filter(|a| a.connector == id)
+            .map(|a| RestrictedExpression::new_string(a.id.clone()))
+            .collect();
+        Entity::new(
+            self.types.uid(&self.types.connector, id),
+            HashMap::from([
+                (
+                    "tier".to_owned(),
+                    RestrictedExpression::new_entity_uid(self.types.uid(&self.types.tier, tier)),
+                ),
+                (
+                    "applications".to_owned(),
+                    RestrictedExpression::new_set(apps),
+                ),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(|e| cedar_err("connector entity", e))
+    }
+
+    fn identity_entity(&self, id: &str) -> Result<Entity, EvaluateError> {
+        let (kind, human, status, owner) = match self.identities.get(id) {
+            Some(i) => (
+                i.kind.as_str(),
+                i.kind.is_human(),
+                i.status.as_str(),
+                i.owner.clone(),
+            ),
+            // A change for an identity the desired state does not know.
+            None => ("unknown", false, "unknown", None),
+        };
+        let mut attrs = HashMap::from([
+            (
+                "kind".to_owned(),
+                RestrictedExpression::new_string(kind.to_owned()),
+            ),
+            ("human".to_owned(), RestrictedExpression::new_bool(human)),
+            (
+                "status".to_owned(),
+                RestrictedExpression::new_string(status.to_owned()),
+            ),
+        ]);
+        if let Some(o) = owner {
+            attrs.insert("owner".to_owned(), RestrictedExpression::new_string(o));
+        }
+        Entity::new(
+            self.types.uid(&self.types.identity, id),
+            attrs,
+            HashSet::new(),
+        )
+        .map_err(|e| cedar_err("identity entity", e))
+    }
+
+    fn member_entity(
+        &self,
+        ty: &EntityTypeName,
+        app: &str,
+        name: &str,
+        tier: &str,
+    ) -> Result<Entity, EvaluateError> {
+        let app_uid = self.types.uid(&self.types.application, app);
+        Entity::new(
+            self.types.uid(ty, &format!("{app}/{name}")),
+            HashMap::from([
+                (
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(name.to_owned()),
+                ),
+                (
+                    "application".to_owned(),
+                    RestrictedExpression::new_entity_uid(app_uid.clone()),
+                ),
+                (
+                    "tier".to_owned(),
+                    RestrictedExpression::new_entity_uid(self.types.uid(&self.types.tier, tier)),
+                ),
+            ]),
+            HashSet::from([app_uid]),
+        )
+        .map_err(|e| cedar_err("entity", e))
+    }
+
+    fn identity_subject(&self, id: &str) -> Option<String> {
+        self.identities.get(id).map(|i| i.kind.as_str().to_owned())
+    }
+
+    fn evaluate_application(
+        &self,
+        app: &str,
+        part: &Partition<'_>,
+    ) -> Result<PartResult, EvaluateError> {
+        let t = self.types;
+        let tier = self.app_tier.get(app).copied().unwrap_or_default();
+        let connector = self
+            .r
+            .applications
+            .iter()
+            .find(|a| a.id == app)
+            .map(|a| a.connector.clone())
+            .unwrap_or_default();
+        let app_uid = t.uid(&t.application, app);
+        let mut entities = self.tier_entities()?;
+        entities.push(self.connector_entity(&connector)?);
+        entities.push(
+            Entity::new(
+                app_uid.clone(),
+                HashMap::from([
+                    (
+                        "tier".to_owned(),
+                        RestrictedExpression::new_entity_uid(t.uid(&t.tier, tier)),
+                    ),
+                    (
+                        "connector".to_owned(),
+                        RestrictedExpression::new_entity_uid(t.uid(&t.connector, &connector)),
+                    ),
+                ]),
+                HashSet::new(),
+            )
+            .map_err(|e| cedar_err("application entity", e))?,
+        );
+        let mut seen_identities: HashSet<&str> = HashSet::new();
+        let mut seen_entitlements: HashSet<&str> = HashSet::new();
+        let mut reqs: Vec<Req> = Vec::new();
+
+        for c in &part.changes {
+            if seen_identities.insert(c.identity.as_str()) {
+                entities.push(self.identity_entity(&c.identity)?);
+            }
+            reqs.push(change_req(
+                t,
+                c,
+                &app_uid,
+                tier,
+                self.identity_subject(&c.identity),
+            ));
+        }
+        for g in &part.grants {
+            let Some(identity) = g.identity.as_deref() else {
+                continue;
+            };
+            if seen_identities.insert(identity) {
+                entities.push(self.identity_entity(identity)?);
+            }
+            if seen_entitlements.insert(g.entitlement.as_str()) {
+                entities.push(self.member_entity(&t.entitlement, app, &g.entitlement, tier)?);
+            }
+            reqs.push(grant_req(
+                t,
+                g,
+                identity,
+                app,
+                tier,
+                self.identity_subject(identity),
+            ));
+        }
+        for a in &part.assignments {
+            if seen_identities.insert(a.identity.as_str()) {
+                entities.push(self.identity_entity(&a.identity)?);
+            }
+            if seen_entitlements.insert(a.entitlement.as_str()) {
+                entities.push(self.member_entity(&t.entitlement, app, &a.entitlement, tier)?);
+            }
+            reqs.push(assignment_req(
+                t,
+                a,
+                app,
+                tier,
+                self.identity_subject(&a.identity),
+            ));
+        }
+        for a in &part.accounts {
+            entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
+            let kind = a.identity.as_deref().and_then(|i| self.identity_subject(i));
+            reqs.push(account_req(t, a, &app_uid, tier, kind));
+        }
+        if let Some(s) = part.snapshot {
+            let snap_uid = t.uid(&t.snapshot, app);
+            entities.push(
+                Entity::new(
+                    snap_uid.clone(),
+                    HashMap::from([
+                        (
+                            "application".to_owned(),
+                            RestrictedExpression::new_entity_uid(app_uid.clone()),
+                        ),
+                        (
+                            "tier".to_owned(),
+                            RestrictedExpression::new_entity_uid(t.uid(&t.tier, tier)),
+                        ),
+                        (
+                            "format".to_owned(),
+                            RestrictedExpression::new_string(s.format.clone()),
+                        ),
+                    ]),
+                    HashSet::from([app_uid.clone()]),
+                )
+                .map_err(|e| cedar_err("snapshot entity", e))?,
+            );
+            let evidence = self
+                .r
+                .inputs
+                .iter()
+                .filter(|i| s.files.contains(&i.path))
+                .map(|i| SourceRef {
+                    file: i.path.as_str().into(),
+                    line: 0,
+                    sha256: i.sha256.clone(),
+                })
+                .collect();
+            reqs.push(snapshot_req(s, &app_uid, snap_uid, tier, evidence));
+        }
+        let store = Entities::from_entities(entities, Some(&self.pack.schema))
+            .map_err(|e| cedar_err("entity store", e))?;
+        self.decide(reqs, &store)
+    }
+
+    fn evaluate_connectors(&self) -> Result<PartResult, EvaluateError> {
+        let mut entities = self.tier_entities()?;
+        let mut reqs = Vec::new();
+        for c in &self.r.connectors {
+            entities.push(self.connector_entity(&c.id)?);
+            let tier = self
+                .connector_tier
+                .get(c.id.as_str())
+                .copied()
+                .unwrap_or_default();
+            reqs.push(connector_req(self.types, c, tier, &self.r.as_of));
+        }
+        let store = Entities::from_entities(entities, Some(&self.pack.schema))
+            .map_err(|e| cedar_err("entity store", e))?;
+        self.decide(reqs, &store)
+    }
+
+    fn decide(&self, reqs: Vec<Req>, store: &Entities) -> Result<PartResult, EvaluateError> {
+        let authorizer = Authorizer::new();
+        let mut out = PartResult::default();
+        let empty = PolicySet::new();
+        for req in reqs {
+            let policies = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
+            let action = self.types.uid(&self.types.action, req.kind.as_str());
+            let context = Context::from_pairs(
+                req.context
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.cedar())),
+            )
+            .map_err(|e| cedar_err("context", e))?;
+            let request = Request::new(
+                req.principal.clone(),
+                action,
+                req.resource.clone(),
+                context,
+                None,
+            )
+            .map_err(|e| cedar_err("request", e))?;
+            let response = authorizer.is_authorized(&request, policies, store);
+            *out.subjects.entry(req.kind).or_default() += 1;
+            if self.keep_subjects {
+                out.evaluated.push((req.kind, req.subject.id.clone()));
+            }
+            for p in policies.policies() {
+                out.tallies.entry(p.id().to_string()).or_default().evaluated += 1;
+            }
+            for e in response.diagnostics().errors() {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+                out.errors.push((
+                    pe.policy_id().to_string(),
+                    req.subject.id.clone(),
+                    e.to_string(),
+                ));
+            }
+            if response.decision() != Decision::Deny {
+                continue;
+            }
+            let mut reasons: Vec<String> = response
+                .diagnostics()
+                .reason()
+                .map(|id| id.to_string())
+                .collect();
+            // Cedar documents reasons as unordered.
+            reasons.sort();
+            for id in reasons {
+                let Some(meta) = self.pack.meta.get(&id) else {
+                    continue;
+                };
+                out.tallies.entry(id.clone()).or_default().failed += 1;
+                let Some(severity) = meta.severity else {
+                    continue;
+                };
+                let targets = self.pack.tiers.get(&req.subject.tier);
+                let controls = meta
+                    .controls
+                    .iter()
+                    .filter(|c| self.pack.catalog.applies_to(c, &req.subject))
+                    .cloned()
+                    .collect();
+                out.findings.push(Finding {
+                    policy_id: id.clone(),
+                    severity,
+                    title: meta.title.clone(),
+                    controls,
+                    subject: req.subject.clone(),
+                    facts: targets.map(|t| (req.facts)(t)).unwrap_or_default(),
+                    context: serde_json::Value::Object(
+                        req.context
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), v.json()))
+                            .collect(),
+                    ),
+                    evidence: req.evidence.clone(),
+                    remediation: meta.remediation.clone(),
+                    exception: None,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ms(s: Option<Span>) -> i64 {
+    s.map_or(0, Span::as_millis)
+}
+
+fn change_req(t: &Types, c: &Change, app_uid: &EntityUid, tier: &str, kind: Option<String>) -> Req {
+    let ctx = vec![
+        ("key", Val::Str(c.key.clone())),
+        ("operation", Val::Str(c.operation.as_str().to_owned())),
+        ("removal", Val::Bool(c.operation.is_removal())),
+        (
+            "entitlement",
+            Val::Str(c.entitlement.clone().unwrap_or_default()),
+        ),
+        ("status", Val::Str(c.status.as_str().to_owned())),
+        ("confirmed", Val::Bool(c.status == ChangeStatus::Confirmed)),
+        ("latency_ms", Val::Long(ms(c.latency))),
+        ("pending_ms", Val::Long(ms(c.pending_for))),
+        ("attempts", Val::Long(i64::from(c.attempts))),
+        ("redeliveries", Val::Long(i64::from(c.redeliveries))),
+    ];
+    let c2 = c.clone();
+    let tier_name = tier.to_owned();
+    Req {
+        kind: SubjectKind::Change,
+        principal: t.uid(&t.identity, &c.identity),
+        resource: app_uid.clone(),
+        context: ctx,
+        subject: Subject {
+            kind: SubjectKind::Change,
+            id: format!("change:{}", c.key),
+            identity: Some(c.identity.clone()),
+            identity_kind: kind,
+            application: Some(c.application.clone()),
+            entitlement: c.entitlement.clone(),
+            account: None,
+            connector: None,
+            tier: tier.to_owned(),
+        },
+        evidence: c.evidence.clone(),
+        facts: Box::new(move |targets| {
+            let c = &c2;
+            let what = match &c.entitlement {
+                Some(e) => format!("{} of `{e}` for `{}`", c.operation.as_str(), c.identity),
+                None => format!("{} for `{}`", c.operation.as_str(), c.identity),
+            };
+            let status = match c.status {
+                ChangeStatus::Confirmed => format!(
+                    "confirmed {} after {}",
+                    c.confirmed_at
+                        .map(|t| format_timestamp(&t))
+                        .unwrap_or_default(),
+                    c.latency.unwrap_or_default()
+                ),
+                ChangeStatus::Failed => format!(
+                    "failed {}: {}; not confirmed after {}",
+                    c.failed_at
+                        .map(|t| format_timestamp(&t))
+                        .unwrap_or_default(),
+                    c.failure_reason.clone().unwrap_or_default(),
+                    c.pending_for.unwrap_or_default()
+                ),
+                ChangeStatus::Pending => format!(
+                    "not confirmed after {}{}",
+                    c.pending_for.unwrap_or_default(),
+                    if c.last_outcome == Some(crate::ingest::model::AttemptOutcome::Success) {
+                        " (delivered, but a delivery is not a confirmation)"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+            let target = if c.operation.is_removal() {
+                format!("revocation window {}", targets.revocation_window)
+            } else {
+                format!("sync latency target {}", targets.max_sync_latency)
+            };
+            format!(
+                "{what} in `{}` requested {}, {status}; {} attempt(s); {tier_name} tier {target}",
+                c.application,
+                format_timestamp(&c.requested_at),
+                c.attempts
+            )
+        }),
+    }
+}
+
+fn grant_req(
+    t: &Types,
+    g: &Grant,
+    identity: &str,
+    app: &str,
+    tier: &str,
+    kind: Option<String>,
+) -> Req {
+    let ctx = vec![
+        ("account", Val::Str(g.account.clone())),
+        ("status", Val::Str(g.status.as_str().to_owned())),
+        (
+            "desired",
+            Val::Bool(g.status == crate::reconcile::model::GrantStatus::Desired),
+        ),
+        ("via_group_only", Val::Bool(g.is_via_group_only())),
+        ("paths", Val::Long(g.paths.len() as i64)),
+        ("has_age", Val::Bool(g.age.is_some())),
+        ("age_ms", Val::Long(ms(g.age))),
+        ("removal_requested", Val::Bool(g.removal.is_some())),
+    ];
+    let g2 = g.clone();
+    let tier_name = tier.to_owned();
+    let kind_text = kind.clone().unwrap_or_else(|| "unknown".into());
+    Req {
+        kind: SubjectKind::Grant,
+        principal: t.uid(&t.identity, identity),
+        resource: t.uid(&t.entitlement, &format!("{app}/{}", g.entitlement)),
+        context: ctx,
+        subject: Subject {
+            kind: SubjectKind::Grant,
+            id: format!("grant:{app}/{}/{}", g.account, g.entitlement),
+            identity: Some(identity.to_owned()),
+            identity_kind: kind,
+            application: Some(app.to_owned()),
+            entitlement: Some(g.entitlement.clone()),
+            account: Some(g.account.clone()),
+            connector: None,
+            tier: tier.to_owned(),
+        },
+        evidence: g.evidence.clone(),
+        facts: Box::new(move |targets| {
+            let g = &g2;
+            let routes = g
+                .paths
+                .iter()
+                .map(|p| p.describe(&g.account, &g.entitlement))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut s = format!(
+                "`{}` ({kind_text}) holds `{}` in `{}` via {routes}; status {}",
+                g.identity.clone().unwrap_or_default(),
+                g.entitlement,
+                g.application,
+                g.status.as_str()
+            );
+            if let (Some(at), Some(age)) = (g.granted_at, g.age) {
+                s.push_str(&format!(
+                    "; granted {}, {age} old ({tier_name} tier max grant age {})",
+                    format_timestamp(&at),
+                    targets.max_grant_age
+                ));
+            }
+            if let Some(e) = g.expires_at {
+                s.push_str(&format!("; expires {}", format_timestamp(&e)));
+            }
+            if let Some(r) = &g.removal {
+                s.push_str(&format!("; removal requested by change `{r}`"));
+            }
+            s
+        }),
+    }
+}
+
+fn assignment_req(
+    t: &Types,
+    a: &AssignmentState,
+    app: &str,
+    tier: &str,
+    kind: Option<String>,
+) -> Req {
+    let status = serde_json::to_value(a.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let ctx = vec![
+        ("status", Val::Str(status.clone())),
+        ("explained", Val::Bool(a.change.is_some())),
+    ];
+    let a2 = a.clone();
+    Req {
+        kind: SubjectKind::Assignment,
+        principal: t.uid(&t.identity, &a.identity),
+        resource: t.uid(&t.entitlement, &format!("{app}/{}", a.entitlement)),
+        context: ctx,
+        subject: Subject {
+            kind: SubjectKind::Assignment,
+            id: format!("assignment:{app}/{}/{}", a.identity, a.entitlement),
+            identity: Some(a.identity.clone()),
+            identity_kind: kind,
+            application: Some(app.to_owned()),
+            entitlement: Some(a.entitlement.clone()),
+            account: None,
+            connector: None,
+            tier: tier.to_owned(),
+        },
+        evidence: a.evidence.clone(),
+        facts: Box::new(move |_| {
+            let a = &a2;
+            format!(
+                "`{}` approved for `{}` in `{}` at {}; in the target: {status}{}",
+                a.identity,
+                a.entitlement,
+                a.application,
+                format_timestamp(&a.granted_at),
+                a.change
+                    .as_ref()
+                    .map(|c| format!(" (change `{c}`)"))
+                    .unwrap_or_else(|| " (no logged change accounts for it)".into())
+            )
+        }),
+    }
+}
+
+fn account_req(
+    t: &Types,
+    a: &AccountState,
+    app_uid: &EntityUid,
+    tier: &str,
+    kind: Option<String>,
+) -> Req {
+    let app = a.application.clone();
+    let ctx = vec![
+        ("orphan", Val::Bool(a.identity.is_none())),
+        ("active", Val::Bool(a.active)),
+        ("entitlements", Val::Long(a.entitlements as i64)),
+    ];
+    let a2 = a.clone();
+    Req {
+        kind: SubjectKind::Account,
+        principal: t.uid(&t.account, &format!("{app}/{}", a.account)),
+        resource: app_uid.clone(),
+        context: ctx,
+        subject: Subject {
+            kind: SubjectKind::Account,
+            id: format!("account:{app}/{}", a.account),
+            identity: a.identity.clone(),
+            identity_kind: kind,
+            application: Some(app.clone()),
+            entitlement: None,
+            account: Some(a.account.clone()),
+            connector: None,
+            tier: tier.to_owned(),
+        },
+        evidence: a.evidence.clone(),
+        facts: Box::new(move |_| {
+            let a = &a2;
+            format!(
+                "account `{}` in `{}` ({}) {}; holds {} effective entitlement(s)",
+                a.account,
+                a.application,
+                if a.active { "active" } else { "inactive" },
+                match &a.identity {
+                    Some(i) => format!("belongs to `{i}`"),
+                    None => "maps to no identity".to_owned(),
+                },
+                a.entitlements
+            )
+        }),
+    }
+}
+
+fn connector_req(
+    t: &Types,
+    c: &ConnectorHealth,
+    tier: &str,
+    as_of: &crate::time::Timestamp,
+) -> Req {
+    let uid = t.uid(&t.connector, &c.id);
+    let since_error = c.last_error_at.map(|e| Span::between(&e, as_of));
+    let ctx = vec![
+        ("seen", Val::Bool(c.last_seen.is_some())),
+        ("silence_ms", Val::Long(ms(c.silence))),
+        ("errors", Val::Long(c.errors as i64)),
+        ("has_error", Val::Bool(c.last_error_at.is_some())),
+        ("since_last_error_ms", Val::Long(ms(since_error))),
+        ("failed_attempts", Val::Long(c.failed_attempts as i64)),
+        ("pending_changes", Val::Long(c.pending_changes as i64)),
+        ("failed_changes", Val::Long(c.failed_changes as i64)),
+    ];
+    let c2 = c.clone();
+    let tier_name = tier.to_owned();
+    Req {
+        kind: SubjectKind::Connector,
+        principal: uid.clone(),
+        resource: uid,
+        context: ctx,
+        subject: Subject {
+            kind: SubjectKind::Connector,
+            id: format!("connector:{}", c.id),
+            identity: None,
+            identity_kind: None,
+            application: None,
+            entitlement: None,
+            account: None,
+            connector: Some(c.id.clone()),
+            tier: tier.to_owned(),
+        },
+        evidence: c.evidence.clone(),
+        facts: Box::new(move |targets| {
+            let c = &c2;
+            format!(
+                "connector `{}` (serves {}) last seen {}{}; {} error(s){}; {} pending, {} failed change(s); {tier_name} tier heartbeat window {}",
+                c.id,
+                c.applications.join(", "),
+                c.last_seen
+                    .map(|t| format_timestamp(&t))
+                    .unwrap_or_else(|| "never".into()),
+                c.silence.map(|s| format!(", silent for {s}")).unwrap_or_default(),
+                c.errors,
+                match (&c.last_error_at, &c.last_error) {
+                    (Some(at), Some(e)) => format!(", last {}: {e}", format_timestamp(at)),
+                    _ => String::new(),
+                },
+                c.pending_changes,
+                c.failed_changes,
+                targets.heartbeat_window
+            )
+        }),
+    }
+}
+
+fn snapshot_req(
+    s: &SnapshotFreshness,
+    app_uid: &EntityUid,
+    snap_uid: EntityUid,
+    tier: &str,
+    evidence: Vec<SourceRef>,
+) -> Req {
+    let ctx = vec![("age_ms", Val::Long(s.age.as_millis()))];
+    let s2 = s.clone();
+    let tier_name = tier.to_owned();
+    Req {
+        kind: SubjectKind::Snapshot,
+        principal: app_uid.clone(),
+        resource: snap_uid,
+        context: ctx,
+        subject: Subject {
+            kind: SubjectKind::Snapshot,
+            id: format!("snapshot:{}", s.application),
+            identity: None,
+            identity_kind: None,
+            application: Some(s.application.clone()),
+            entitlement: None,
+            account: None,
+            connector: None,
+            tier: tier.to_owned(),
+        },
+        evidence,
+        facts: Box::new(move |targets| {
+            let s = &s2;
+            format!(
+                "{} snapshot of `{}` taken {}, {} old; {tier_name} tier max snapshot age {}",
+                s.format,
+                s.application,
+                format_timestamp(&s.taken_at),
+                s.age,
+                targets.max_snapshot_age
+            )
+        }),
+    }
+}
