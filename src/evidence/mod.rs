@@ -1,2 +1,7 @@
 //! Evidence: the report model, its renderings, the signed pack and its
 //! verification.
+
+pub mod dsse;
+pub mod keys;
+pub mod manifest;
+pub mod pack;
