@@ -48,7 +48,7 @@ const MAX_KEY_FILE: u64 = 64 * 1024;
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum KeyError {
     /// A key file could not be read.
-    #[error("cannot read key file `{path}`: {source}")]
+    #[error("cannot read key file `{path}`")]
     #[diagnostic(code(syncproof::keys::read))]
     Read {
         /// The file.
@@ -99,7 +99,7 @@ pub enum KeyError {
         path: PathBuf,
     },
     /// Writing a key file or creating its directory failed.
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{path}`")]
     #[diagnostic(code(syncproof::keys::write))]
     Write {
         /// The file or directory.

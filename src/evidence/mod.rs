@@ -5,3 +5,4 @@ pub mod dsse;
 pub mod keys;
 pub mod manifest;
 pub mod pack;
+pub mod verify;

@@ -106,7 +106,7 @@ pub enum PackError {
         path: PathBuf,
     },
     /// An I/O operation failed.
-    #[error("cannot {action} `{}`: {source}", path.display())]
+    #[error("cannot {action} `{}`", path.display())]
     #[diagnostic(code(syncproof::pack::io))]
     Io {
         /// What was being done (`create`, `write`, `rename`, ...).
