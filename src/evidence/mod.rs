@@ -2,4 +2,9 @@
 //! verification.
 
 pub mod assessment;
+pub mod dsse;
+pub mod keys;
+pub mod manifest;
+pub mod pack;
 pub mod text;
+pub mod verify;

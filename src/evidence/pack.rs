@@ -1,0 +1,662 @@
+//! The evidence pack writer: collects files, writes them with their manifest
+//! and signatures into a directory, atomically.
+//!
+//! Input: `(relative path, bytes)` pairs, the collection's input digests, the
+//! assessment predicate, the `as_of` time and a [`PrivateKey`]. Output: a pack
+//! directory:
+//!
+//! ```text
+//! OUT/
+//!   manifest.json          lists every other file (except the two below) with size + SHA-256
+//!   manifest.sig           raw 64-byte Ed25519 signature over the bytes of manifest.json
+//!   attestation.dsse.json  DSSE envelope of an in-toto Statement v1 over the same files
+//!   ...                    the files added to the PackBuilder
+//! ```
+//!
+//! # Signed bytes
+//!
+//! `manifest.sig` signs the bytes of `manifest.json` exactly as written: the
+//! pretty-printed JSON described in [`super::manifest`] (field order `format`,
+//! `tool`, `as_of`, `signer`, `inputs`, `files`; UTF-8; `\n` line ends; one
+//! final `\n`). Nothing is canonicalised on either side: a verifier hashes and
+//! checks the bytes it finds. The DSSE signature is described in
+//! [`super::dsse`].
+//!
+//! # Atomicity and determinism
+//!
+//! Everything is written into a fresh temporary directory beside `OUT`
+//! (same parent, so the final `rename` does not cross file systems), fsynced,
+//! then renamed into place. On any error the temporary directory is removed
+//! and `OUT` is left as it was. With `overwrite`, an existing pack is moved
+//! aside, the new one renamed in, and the old one removed.
+//!
+//! Same files + same options + same key give byte-identical packs: paths are
+//! kept sorted, Ed25519 signatures are deterministic, and the only time in a
+//! pack is the caller's `as_of`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::dsse::{self, DsseError, Statement};
+use super::keys::{KeyId, PrivateKey};
+use super::manifest::{
+    check_relative_path, digest_bytes, FileEntry, Manifest, ManifestError, Signer, Tool,
+    UnsafePath, ENVELOPE_FILE, MANIFEST_FILE, MANIFEST_FORMAT, RESERVED_FILES, SIGNATURE_ALGORITHM,
+    SIGNATURE_FILE,
+};
+use crate::ingest::model::InputFile;
+
+/// Prefix of the temporary directory a pack is built in.
+const TEMP_PREFIX: &str = ".syncproof-pack-";
+
+/// Errors from building or writing a pack.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PackError {
+    /// A file path is not a safe relative path.
+    #[error("pack file path `{path}` is unsafe: {reason}")]
+    #[diagnostic(code(syncproof::pack::unsafe_path))]
+    UnsafePath {
+        /// The path.
+        path: String,
+        /// Why it is unsafe.
+        reason: UnsafePath,
+    },
+    /// A file path is one of the three files the pack writes itself.
+    #[error("pack file path `{path}` is reserved for the pack's own signature files")]
+    #[diagnostic(code(syncproof::pack::reserved_path))]
+    ReservedPath {
+        /// The path.
+        path: String,
+    },
+    /// A file path was added twice, or is both a file and a directory.
+    #[error("pack file path `{path}` collides with `{other}`")]
+    #[diagnostic(code(syncproof::pack::duplicate_path))]
+    DuplicatePath {
+        /// The path being added.
+        path: String,
+        /// The path already present.
+        other: String,
+    },
+    /// An input's path is not a safe relative path.
+    #[error("input path `{path}` is unsafe: {reason}")]
+    #[diagnostic(code(syncproof::pack::unsafe_input))]
+    UnsafeInput {
+        /// The path.
+        path: String,
+        /// Why it is unsafe.
+        reason: UnsafePath,
+    },
+    /// The output already exists and overwriting was not asked for.
+    #[error("output `{}` already exists", path.display())]
+    #[diagnostic(
+        code(syncproof::pack::exists),
+        help("pass `--force` to replace it, or choose another output directory")
+    )]
+    Exists {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// The output exists and is not a directory, so it is not replaced.
+    #[error("output `{}` exists and is not a directory", path.display())]
+    #[diagnostic(code(syncproof::pack::not_a_directory))]
+    NotADirectory {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// An I/O operation failed.
+    #[error("cannot {action} `{}`", path.display())]
+    #[diagnostic(code(syncproof::pack::io))]
+    Io {
+        /// What was being done (`create`, `write`, `rename`, ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The manifest could not be produced.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The attestation could not be produced.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Dsse(#[from] DsseError),
+}
+
+/// Builds an [`PackError::Io`] mapper for `action` on `path`.
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PackError + 'a {
+    move |source| PackError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What [`PackBuilder::write`] needs besides the files and the key.
+#[derive(Clone, Debug)]
+pub struct PackOptions {
+    /// Replace an existing pack at `out`.
+    pub overwrite: bool,
+    /// RFC 3339 time the assessment is as of (the only time in the pack).
+    pub as_of: String,
+    /// The syncproof version to record.
+    pub tool_version: String,
+    /// The collection files the assessment read (any order; sorted on write).
+    pub inputs: Vec<InputFile>,
+    /// The in-toto predicate (the assessment summary).
+    pub predicate: serde_json::Value,
+}
+
+/// What a written pack is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackSummary {
+    /// Where the pack is.
+    pub path: PathBuf,
+    /// The signing key's id.
+    pub key_id: KeyId,
+    /// Number of files the manifest lists (the three signature files not counted).
+    pub file_count: usize,
+    /// Lowercase hex SHA-256 of `manifest.json`.
+    pub manifest_sha256: String,
+}
+
+/// Collects the files of a pack, then writes it.
+#[derive(Clone, Debug, Default)]
+pub struct PackBuilder {
+    /// Relative path to contents; sorted, so output order is deterministic.
+    files: BTreeMap<String, Vec<u8>>,
+    /// Test hook: fail after writing the files, before the rename.
+    #[cfg(test)]
+    fail_before_rename: bool,
+}
+
+impl PackBuilder {
+    /// An empty pack.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file at `path` (relative, `/`-separated).
+    ///
+    /// Rejects unsafe paths, the reserved names `manifest.json`,
+    /// `manifest.sig` and `attestation.dsse.json`, a path added twice, and a
+    /// path that is also a directory of another (`a` and `a/b`).
+    pub fn add(
+        &mut self,
+        path: impl Into<String>,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Result<(), PackError> {
+        let path = path.into();
+        check_relative_path(&path).map_err(|reason| PackError::UnsafePath {
+            path: path.clone(),
+            reason,
+        })?;
+        if RESERVED_FILES.contains(&path.as_str()) {
+            return Err(PackError::ReservedPath { path });
+        }
+        if self.files.contains_key(&path) {
+            return Err(PackError::DuplicatePath {
+                other: path.clone(),
+                path,
+            });
+        }
+        // `a` vs `a/b`: one would have to be both a file and a directory.
+        let as_dir = format!("{path}/");
+        if let Some(other) = self
+            .files
+            .keys()
+            .find(|k| k.starts_with(&as_dir) || path.starts_with(&format!("{k}/")))
+        {
+            return Err(PackError::DuplicatePath {
+                other: other.clone(),
+                path,
+            });
+        }
+        self.files.insert(path, bytes.into());
+        Ok(())
+    }
+
+    /// Number of files added so far.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no file has been added.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Writes the pack to `out`, signed with `key`. See the module docs for
+    /// the atomicity guarantees.
+    pub fn write(
+        self,
+        out: &Path,
+        options: PackOptions,
+        key: &PrivateKey,
+    ) -> Result<PackSummary, PackError> {
+        let mut inputs = options.inputs;
+        for input in &inputs {
+            check_relative_path(&input.path).map_err(|reason| PackError::UnsafeInput {
+                path: input.path.clone(),
+                reason,
+            })?;
+        }
+        inputs.sort();
+
+        let existing = match fs::symlink_metadata(out) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("inspect", out)(e)),
+        };
+        if let Some(meta) = &existing {
+            if !options.overwrite {
+                return Err(PackError::Exists {
+                    path: out.to_path_buf(),
+                });
+            }
+            if !meta.is_dir() {
+                return Err(PackError::NotADirectory {
+                    path: out.to_path_buf(),
+                });
+            }
+        }
+
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        // INVARIANT: from here on, `temp` is removed on drop unless kept.
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempdir_in(&parent)
+            .map_err(io_err("create a temporary directory in", &parent))?;
+
+        let mut entries = Vec::with_capacity(self.files.len());
+        let mut dirs = vec![temp.path().to_path_buf()];
+        for (path, bytes) in &self.files {
+            let target = temp.path().join(path);
+            if let Some(dir) = target.parent() {
+                if !dirs.iter().any(|d| d == dir) {
+                    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+            write_synced(&target, bytes)?;
+            let (size, sha256) = digest_bytes(bytes);
+            entries.push(FileEntry {
+                path: path.clone(),
+                size,
+                sha256,
+            });
+        }
+
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            tool: Tool {
+                name: "syncproof".into(),
+                version: options.tool_version,
+            },
+            as_of: options.as_of,
+            signer: Signer {
+                key_id: key.key_id().to_string(),
+                algorithm: SIGNATURE_ALGORITHM.into(),
+            },
+            inputs,
+            files: entries,
+        };
+        let manifest_bytes = manifest.to_bytes()?;
+        let (_, manifest_sha256) = digest_bytes(&manifest_bytes);
+        write_synced(&temp.path().join(MANIFEST_FILE), &manifest_bytes)?;
+        write_synced(
+            &temp.path().join(SIGNATURE_FILE),
+            &key.sign(&manifest_bytes),
+        )?;
+
+        let subjects = std::iter::once((MANIFEST_FILE.to_string(), manifest_sha256.clone())).chain(
+            manifest
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.sha256.clone())),
+        );
+        let statement = Statement::new(subjects, options.predicate);
+        let envelope = dsse::sign_statement(&statement, key)?;
+        write_synced(&temp.path().join(ENVELOPE_FILE), &envelope)?;
+
+        // Deepest first, so each directory's entries are durable before it.
+        for dir in dirs.iter().rev() {
+            sync_dir(dir)?;
+        }
+
+        #[cfg(test)]
+        if self.fail_before_rename {
+            return Err(io_err("rename", out)(io::Error::other("injected failure")));
+        }
+
+        let built = temp.path().to_path_buf();
+        if existing.is_some() {
+            replace_dir(&built, out)?;
+        } else {
+            fs::rename(&built, out).map_err(io_err("rename into place", out))?;
+        }
+        // The temporary directory now lives at `out`; don't delete it.
+        let _ = temp.keep();
+        sync_dir(&parent)?;
+
+        Ok(PackSummary {
+            path: out.to_path_buf(),
+            key_id: key.key_id().clone(),
+            file_count: manifest.files.len(),
+            manifest_sha256,
+        })
+    }
+}
+
+/// Moves the existing pack at `out` aside, renames `built` into place, then
+/// removes the old pack. Restores the old pack if the second rename fails.
+fn replace_dir(built: &Path, out: &Path) -> Result<(), PackError> {
+    let mut aside = built.as_os_str().to_os_string();
+    aside.push(".old");
+    let aside = PathBuf::from(aside);
+    fs::rename(out, &aside).map_err(io_err("move aside", out))?;
+    if let Err(e) = fs::rename(built, out) {
+        let _ = fs::rename(&aside, out);
+        return Err(io_err("rename into place", out)(e));
+    }
+    // Best effort: the new pack is in place whether or not this succeeds.
+    let _ = fs::remove_dir_all(&aside);
+    Ok(())
+}
+
+/// Creates a new file, writes `bytes` and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PackError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err("create", path))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("write", path))
+}
+
+/// Fsyncs a directory so the names in it are durable (a no-op off Unix).
+fn sync_dir(dir: &Path) -> Result<(), PackError> {
+    #[cfg(unix)]
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A fixed test key.
+    pub(crate) fn test_key() -> PrivateKey {
+        PrivateKey::from_seed(&[42; 32]).unwrap()
+    }
+
+    /// Options with fixed values.
+    pub(crate) fn test_options() -> PackOptions {
+        PackOptions {
+            overwrite: false,
+            as_of: "2025-01-31T00:00:00Z".into(),
+            tool_version: "0.0.0-test".into(),
+            inputs: vec![
+                InputFile {
+                    path: "sync/b.jsonl".into(),
+                    size: 2,
+                    sha256: digest_bytes(b"b\n").1,
+                    kind: "sync_log".into(),
+                },
+                InputFile {
+                    path: "collection.yaml".into(),
+                    size: 2,
+                    sha256: digest_bytes(b"c\n").1,
+                    kind: "manifest".into(),
+                },
+            ],
+            predicate: serde_json::json!({"findings": 2, "verdict": "fail"}),
+        }
+    }
+
+    /// A builder with a few files, one in a subdirectory.
+    pub(crate) fn test_builder() -> PackBuilder {
+        let mut b = PackBuilder::new();
+        b.add("report.json", b"{\"ok\":true}\n".to_vec()).unwrap();
+        b.add("report.md", b"# Report\n".to_vec()).unwrap();
+        b.add("sarif/findings.sarif", b"{}".to_vec()).unwrap();
+        b
+    }
+
+    /// Every file under `dir`, relative path to bytes.
+    pub(crate) fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                (rel, fs::read(e.path()).unwrap())
+            })
+            .collect()
+    }
+
+    fn leftovers(parent: &Path) -> Vec<String> {
+        fs::read_dir(parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(TEMP_PREFIX))
+            .collect()
+    }
+
+    #[test]
+    fn writes_manifest_signature_and_envelope() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        let key = test_key();
+        let summary = test_builder().write(&out, test_options(), &key).unwrap();
+        assert_eq!(summary.file_count, 3);
+        assert_eq!(&summary.key_id, key.key_id());
+
+        let tree = read_tree(&out);
+        let names: Vec<&str> = tree.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "attestation.dsse.json",
+                "manifest.json",
+                "manifest.sig",
+                "report.json",
+                "report.md",
+                "sarif/findings.sarif"
+            ]
+        );
+        let manifest_bytes = &tree["manifest.json"];
+        assert_eq!(digest_bytes(manifest_bytes).1, summary.manifest_sha256);
+        let manifest = Manifest::from_bytes(manifest_bytes).unwrap();
+        assert_eq!(manifest.signer.key_id, key.key_id().as_str());
+        let input_paths: Vec<&str> = manifest.inputs.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(input_paths, ["collection.yaml", "sync/b.jsonl"]);
+        assert_eq!(tree["manifest.sig"].len(), 64);
+        assert_eq!(
+            key.public_key()
+                .verify(manifest_bytes, &tree["manifest.sig"]),
+            Ok(())
+        );
+        let statement =
+            dsse::verify_envelope(&tree["attestation.dsse.json"], &key.public_key()).unwrap();
+        assert_eq!(statement.subject.len(), 4);
+        assert_eq!(statement.subject[0].name, "manifest.json");
+        assert_eq!(
+            statement.subject[0].digest["sha256"],
+            summary.manifest_sha256
+        );
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn same_input_gives_identical_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        test_builder()
+            .write(&a, test_options(), &test_key())
+            .unwrap();
+        // Inputs in another order must not matter.
+        let mut options = test_options();
+        options.inputs.reverse();
+        test_builder().write(&b, options, &test_key()).unwrap();
+        assert_eq!(read_tree(&a), read_tree(&b));
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_permission() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join("keep.txt"), "old").unwrap();
+        let err = test_builder()
+            .write(&out, test_options(), &test_key())
+            .unwrap_err();
+        assert!(matches!(err, PackError::Exists { .. }), "{err}");
+        assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "old");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn overwrite_replaces_the_old_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join("stale.txt"), "old").unwrap();
+        let mut options = test_options();
+        options.overwrite = true;
+        test_builder().write(&out, options, &test_key()).unwrap();
+        assert!(!out.join("stale.txt").exists());
+        assert!(out.join("manifest.json").is_file());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["pack"]);
+    }
+
+    #[test]
+    fn overwrite_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        fs::write(&out, "a file").unwrap();
+        let mut options = test_options();
+        options.overwrite = true;
+        let err = test_builder()
+            .write(&out, options, &test_key())
+            .unwrap_err();
+        assert!(matches!(err, PackError::NotADirectory { .. }), "{err}");
+        assert_eq!(fs::read_to_string(&out).unwrap(), "a file");
+    }
+
+    #[test]
+    fn failure_leaves_nothing_at_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        let mut builder = test_builder();
+        builder.fail_before_rename = true;
+        assert!(builder.write(&out, test_options(), &test_key()).is_err());
+        assert!(fs::symlink_metadata(&out).is_err());
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn failure_with_overwrite_keeps_the_old_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join("keep.txt"), "old").unwrap();
+        let mut builder = test_builder();
+        builder.fail_before_rename = true;
+        let mut options = test_options();
+        options.overwrite = true;
+        assert!(builder.write(&out, options, &test_key()).is_err());
+        assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "old");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn parent_being_a_file_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path().join("file");
+        fs::write(&parent, "x").unwrap();
+        let out = parent.join("pack");
+        let err = test_builder()
+            .write(&out, test_options(), &test_key())
+            .unwrap_err();
+        assert!(matches!(err, PackError::Io { .. }), "{err}");
+        assert_eq!(fs::read_to_string(&parent).unwrap(), "x");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn unsafe_input_path_fails_before_touching_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        let mut options = test_options();
+        options.inputs[0].path = "../escape".into();
+        let err = test_builder()
+            .write(&out, options, &test_key())
+            .unwrap_err();
+        assert!(matches!(err, PackError::UnsafeInput { .. }), "{err}");
+        assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn add_accepts_safe_paths() {
+        let mut b = PackBuilder::new();
+        for p in [
+            "a.json",
+            "dir/b.json",
+            "dir/sub/c.json",
+            "manifest.json.bak",
+            "x/manifest.json",
+        ] {
+            b.add(p, b"x".to_vec()).unwrap();
+        }
+        assert_eq!(b.len(), 5);
+    }
+
+    #[test]
+    fn add_rejects_unsafe_reserved_and_colliding_paths() {
+        let mut b = PackBuilder::new();
+        b.add("dir/a", b"x".to_vec()).unwrap();
+        for p in ["/abs", "../up", "a/../b", "a\\b", "a//b", "", "a/"] {
+            assert!(
+                matches!(b.add(p, vec![]), Err(PackError::UnsafePath { .. })),
+                "{p:?}"
+            );
+        }
+        for p in RESERVED_FILES {
+            assert!(
+                matches!(b.add(p, vec![]), Err(PackError::ReservedPath { .. })),
+                "{p}"
+            );
+        }
+        for p in ["dir/a", "dir", "dir/a/b"] {
+            assert!(
+                matches!(b.add(p, vec![]), Err(PackError::DuplicatePath { .. })),
+                "{p}"
+            );
+        }
+        assert_eq!(b.len(), 1);
+    }
+}
