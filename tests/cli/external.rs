@@ -3,7 +3,7 @@
 //! digests) and Python `securesystemslib` (the DSSE envelope).
 //!
 //! These tests need `openssl` (≥ 3.0), `sha256sum`, `python3` and the packages
-//! in `tests/external/requirements.txt`. They fail, never skip, when a tool is
+//! in `tests/requirements.txt`. They fail, never skip, when a tool is
 //! missing: CI installs them.
 
 use std::fs;
