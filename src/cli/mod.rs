@@ -9,6 +9,7 @@ use std::process::Termination;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod attest;
 mod check;
 mod keygen;
 mod policy;
@@ -156,6 +157,9 @@ pub enum Command {
     /// Print the reconciled state of a collection: change lifecycles, drift,
     /// connector health, snapshot ages.
     Reconcile(reconcile::ReconcileArgs),
+    /// Write a signed evidence pack: reports, findings, the applied policies,
+    /// a manifest of every input and output, Ed25519 signatures.
+    Attest(attest::AttestArgs),
     /// Evaluate the policies over a collection; exit 1 when a finding is at
     /// or above `--fail-on` (the CI gate).
     Check(check::CheckArgs),
@@ -185,6 +189,7 @@ pub fn main() -> ExitCode {
     install_error_hook(cli.error_format);
     let result = match cli.command {
         Command::Reconcile(args) => reconcile::run(&args),
+        Command::Attest(args) => attest::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Policy(cmd) => policy::run(&cmd),
         Command::Keygen(args) => keygen::run(&args),

@@ -6,5 +6,7 @@ pub mod dsse;
 pub mod keys;
 pub mod manifest;
 pub mod pack;
+pub mod render;
+pub mod report;
 pub mod text;
 pub mod verify;

@@ -1,0 +1,183 @@
+//! `syncproof attest`: the main job. Reconciles a collection, evaluates the
+//! policies, renders the reports and writes a signed evidence pack.
+//!
+//! The pack is written to a temporary directory beside `--out` and renamed
+//! into place only when complete (see `evidence::pack`), so a failed run
+//! never leaves something at `--out` that could pass for a pack.
+
+use std::path::{Path, PathBuf};
+
+use super::{note, write_stdout, ExitCode};
+use crate::evidence::assessment::{Assessment, Verdict};
+use crate::evidence::keys::PrivateKey;
+use crate::evidence::pack::{PackBuilder, PackOptions};
+use crate::evidence::render::Templates;
+use crate::evidence::report::Report;
+use crate::policy::Severity;
+
+/// Arguments of `syncproof attest`.
+#[derive(Debug, clap::Args)]
+pub struct AttestArgs {
+    /// The collection directory (holding `collection.yaml`).
+    pub collection: PathBuf,
+    /// Where to write the pack (a directory that must not exist yet, unless
+    /// `--force`).
+    #[arg(long, value_name = "PACK")]
+    pub out: PathBuf,
+    /// The signing key (PKCS#8 PEM, mode 0600). Without it, a throwaway key
+    /// is generated and its public half written beside the pack as
+    /// `PACK.pub.pem`: such a pack proves integrity, not origin.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: super::CollectionArgs,
+    #[command(flatten)]
+    pub policy: super::PolicyArgs,
+    /// Report templates overlaid on the built-in ones (`report.html.j2`,
+    /// `report.md.j2`).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// The severity the verdict is judged at. When given, `attest` also exits
+    /// 1 if the verdict is FAIL (after writing the pack); without it, a
+    /// written pack exits 0 whatever it found.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<Severity>,
+    /// Replace an existing pack at `--out`.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs `syncproof attest`.
+pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
+    let pack = args.policy.compile()?;
+    let templates = match &args.templates {
+        Some(dir) => Templates::with_overlay(dir)?,
+        None => Templates::builtin(),
+    };
+    let (key, throwaway) = match &args.key {
+        Some(path) => (PrivateKey::from_pem_file(path)?, false),
+        None => (PrivateKey::generate()?, true),
+    };
+    let pub_path = throwaway_pub_path(&args.out);
+    if throwaway && pub_path.exists() && !args.force {
+        return Err(miette::miette!(
+            help = "pass `--force` to replace it, or sign with `--key`",
+            "`{}` already exists",
+            pub_path.display()
+        ));
+    }
+    let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
+    let eval = crate::policy::evaluate(
+        &reconciled,
+        &pack,
+        crate::policy::EvaluateOptions {
+            keep_subjects: true,
+        },
+    )?;
+    let fail_on = args.fail_on.unwrap_or(Severity::Low);
+    let assessment = Assessment::new(&reconciled, &pack, &eval, fail_on);
+    let report = Report::new(
+        &reconciled,
+        &pack,
+        &assessment,
+        key.key_id().as_str(),
+        throwaway,
+    );
+    let (html, md) = templates.render(&report)?;
+    let findings = assessment
+        .to_json()
+        .map_err(|e| miette::miette!("cannot serialise the findings: {e}"))?;
+
+    let mut builder = PackBuilder::new();
+    builder.add("report.html", html)?;
+    builder.add("report.md", md)?;
+    builder.add("findings.json", findings)?;
+    for (name, text) in &pack.files {
+        builder.add(format!("policies/{name}"), text.clone())?;
+    }
+    let predicate = serde_json::json!({
+        "collection": assessment.collection,
+        "as_of": assessment.as_of,
+        "tool": assessment.tool,
+        "policy_set_sha256": assessment.policy_set_sha256,
+        "fail_on": assessment.fail_on,
+        "verdict": assessment.verdict,
+        "inputs": reconciled.inputs.iter().map(|i| serde_json::json!({
+            "path": i.path, "sha256": i.sha256, "kind": i.kind,
+        })).collect::<Vec<_>>(),
+        "counts": {
+            "total": assessment.counts.total,
+            "failing": assessment.counts.failing,
+            "excepted": assessment.counts.excepted,
+            "by_severity": assessment.counts.by_severity,
+            "by_control": assessment.counts.by_control,
+        },
+        "subjects": assessment.subjects,
+    });
+    let summary = builder.write(
+        &args.out,
+        PackOptions {
+            overwrite: args.force,
+            as_of: assessment.as_of.clone(),
+            tool_version: assessment.tool.version.clone(),
+            inputs: reconciled.inputs.clone(),
+            predicate,
+        },
+        &key,
+    )?;
+    if throwaway {
+        let pem = key.public_key().to_pem()?;
+        write_public_key(&pub_path, &pem)?;
+        note(&format!(
+            "warning: signed with a throwaway key; its public half is `{}`. Such a pack proves integrity, not origin: sign with `--key` (see `syncproof keygen`) for evidence of who produced it",
+            pub_path.display()
+        ));
+    }
+    write_stdout(
+        format!(
+            "{}\nwrote {} ({} files), signed by key {}\n",
+            crate::evidence::text::verdict_line(&assessment),
+            summary.path.display(),
+            summary.file_count,
+            summary.key_id
+        )
+        .as_bytes(),
+    )?;
+    Ok(match (args.fail_on, assessment.verdict) {
+        (Some(_), Verdict::Fail) => ExitCode::Failed,
+        _ => ExitCode::Clean,
+    })
+}
+
+/// `PACK.pub.pem`, beside the pack (never inside it).
+fn throwaway_pub_path(out: &Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "pack".into());
+    name.push(".pub.pem");
+    out.with_file_name(name)
+}
+
+/// Writes the public key atomically (temporary file, then rename).
+fn write_public_key(path: &Path, pem: &str) -> miette::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| miette::miette!("cannot write `{}`: {e}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, pem.as_bytes())
+        .map_err(|e| miette::miette!("cannot write `{}`: {e}", path.display()))?;
+    // A public key is public: readable by everyone (temporary files are 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| miette::miette!("cannot write `{}`: {e}", path.display()))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| miette::miette!("cannot write `{}`: {e}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Renders the report model with minijinja templates.
+//!
+//! The templates (`templates/report.html.j2`, `templates/report.md.j2`) are
+//! built into the binary; `--templates DIR` replaces any of them by name.
+//! Undefined variables are errors, so a template typo fails the run instead of
+//! silently printing nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use super::report::Report;
+
+/// The HTML report template's name.
+pub const HTML_TEMPLATE: &str = "report.html.j2";
+/// The Markdown report template's name.
+pub const MD_TEMPLATE: &str = "report.md.j2";
+
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        HTML_TEMPLATE,
+        include_str!("../../templates/report.html.j2"),
+    ),
+    (MD_TEMPLATE, include_str!("../../templates/report.md.j2")),
+];
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RenderError {
+    /// A template file could not be read.
+    #[error("cannot read template `{path}`: {source}")]
+    #[diagnostic(code(syncproof::render::io))]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A template failed to parse or render.
+    #[error("template `{name}` failed: {message}")]
+    #[diagnostic(code(syncproof::render::template))]
+    Template {
+        /// The template.
+        name: String,
+        /// minijinja's message, with line.
+        message: String,
+    },
+}
+
+/// The report templates.
+#[derive(Clone, Debug)]
+pub struct Templates {
+    sources: BTreeMap<String, String>,
+}
+
+impl Templates {
+    /// The built-in templates.
+    pub fn builtin() -> Self {
+        Templates {
+            sources: BUILTIN
+                .iter()
+                .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// The built-in templates with any of the same names in `dir` replacing
+    /// them.
+    pub fn with_overlay(dir: &Path) -> Result<Self, RenderError> {
+        let mut t = Templates::builtin();
+        for (name, _) in BUILTIN {
+            let path = dir.join(name);
+            if path.is_file() {
+                let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                t.sources.insert((*name).to_owned(), text);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Renders the report in both formats: `(html, markdown)`.
+    pub fn render(&self, report: &Report) -> Result<(String, String), RenderError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // HTML-escape everything in the HTML report; Markdown is plain text.
+        env.set_auto_escape_callback(|name| {
+            if name.contains(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        // Markdown table cells: no raw pipes or line breaks.
+        env.add_filter("mdcell", |s: String| -> String {
+            s.replace('|', "\\|").replace(['\n', '\r'], " ")
+        });
+        for (name, src) in &self.sources {
+            env.add_template_owned(name.clone(), src.clone())
+                .map_err(|e| template_error(name, &e))?;
+        }
+        let ctx = minijinja::context! {
+            report => Value::from_serialize(report),
+            chart => Value::from_safe_string(report.latency_chart_svg.clone()),
+        };
+        let render = |name: &str| -> Result<String, RenderError> {
+            let t = env
+                .get_template(name)
+                .map_err(|e| template_error(name, &e))?;
+            let mut out = t.render(&ctx).map_err(|e| template_error(name, &e))?;
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            Ok(out)
+        };
+        Ok((render(HTML_TEMPLATE)?, render(MD_TEMPLATE)?))
+    }
+}
+
+fn template_error(name: &str, e: &minijinja::Error) -> RenderError {
+    let mut message = e.to_string();
+    if let Some(line) = e.line() {
+        message = format!("line {line}: {message}");
+    }
+    RenderError::Template {
+        name: name.to_owned(),
+        message,
+    }
+}
