@@ -33,6 +33,8 @@ pub struct AttestArgs {
     pub common: super::CollectionArgs,
     #[command(flatten)]
     pub policy: super::PolicyArgs,
+    #[command(flatten)]
+    pub exceptions: super::ExceptionArgs,
     /// Report templates overlaid on the built-in ones (`report.html.j2`,
     /// `report.md.j2`).
     #[arg(long, value_name = "DIR")]
@@ -67,15 +69,18 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         ));
     }
     let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
-    let eval = crate::policy::evaluate(
+    let mut eval = crate::policy::evaluate(
         &reconciled,
         &pack,
         crate::policy::EvaluateOptions {
             keep_subjects: true,
         },
     )?;
+    let applied = args
+        .exceptions
+        .apply(&args.collection, &reconciled, &pack, &mut eval)?;
     let fail_on = args.fail_on.unwrap_or(Severity::Low);
-    let assessment = Assessment::new(&reconciled, &pack, &eval, fail_on);
+    let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, fail_on);
     let report = Report::new(
         &reconciled,
         &pack,
@@ -94,6 +99,11 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
     builder.add("findings.json", findings)?;
     for (name, text) in &pack.files {
         builder.add(format!("policies/{name}"), text.clone())?;
+    }
+    if let Some((name, text)) = &applied.file {
+        // The exceptions applied, as read: listed in the manifest, so signed.
+        let base = name.rsplit('/').next().unwrap_or(name);
+        builder.add(format!("exceptions/{base}"), text.clone())?;
     }
     let predicate = serde_json::json!({
         "collection": assessment.collection,

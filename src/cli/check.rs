@@ -26,6 +26,8 @@ pub struct CheckArgs {
     pub common: super::CollectionArgs,
     #[command(flatten)]
     pub policy: super::PolicyArgs,
+    #[command(flatten)]
+    pub exceptions: super::ExceptionArgs,
     /// Fail (exit 1) when a finding is at or above this severity.
     #[arg(long, value_enum, default_value_t = Severity::Low)]
     pub fail_on: Severity,
@@ -38,12 +40,15 @@ pub struct CheckArgs {
 pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
     let pack = args.policy.compile()?;
     let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
-    let eval = crate::policy::evaluate(
+    let mut eval = crate::policy::evaluate(
         &reconciled,
         &pack,
         crate::policy::EvaluateOptions::default(),
     )?;
-    let assessment = Assessment::new(&reconciled, &pack, &eval, args.fail_on);
+    let applied = args
+        .exceptions
+        .apply(&args.collection, &reconciled, &pack, &mut eval)?;
+    let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, args.fail_on);
     let bytes = match args.format {
         CheckFormat::Json => assessment
             .to_json()

@@ -72,6 +72,67 @@ pub struct CollectionArgs {
     pub quarantine: bool,
 }
 
+/// Where approved exceptions come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExceptionArgs {
+    /// An exceptions file to apply instead of the collection's own.
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<std::path::PathBuf>,
+}
+
+/// Exceptions applied to an evaluation: their reports, and the file (name and
+/// text) they came from, if any.
+pub(crate) struct AppliedExceptions {
+    pub(crate) reports: Vec<crate::policy::exceptions::ExceptionReport>,
+    pub(crate) file: Option<(String, String)>,
+}
+
+impl ExceptionArgs {
+    /// Loads the exceptions (from `--exceptions`, else the collection's
+    /// file) and marks the findings they cover.
+    pub(crate) fn apply(
+        &self,
+        root: &std::path::Path,
+        reconciled: &crate::reconcile::Reconciled,
+        pack: &crate::policy::CompiledPack,
+        eval: &mut crate::policy::Evaluation,
+    ) -> miette::Result<AppliedExceptions> {
+        let source = match &self.exceptions {
+            Some(path) => Some((
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "exceptions.yaml".into()),
+                path.clone(),
+            )),
+            None => reconciled
+                .inputs
+                .iter()
+                .find(|i| i.kind == "exceptions")
+                .map(|i| (i.path.clone(), root.join(&i.path))),
+        };
+        let Some((name, path)) = source else {
+            return Ok(AppliedExceptions {
+                reports: Vec::new(),
+                file: None,
+            });
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| miette::miette!("cannot read `{}`: {e}", path.display()))?;
+        let known = pack.meta.keys().cloned().collect();
+        let exceptions = crate::policy::exceptions::load(&name, &text, &known)?;
+        let reports = crate::policy::exceptions::apply(
+            &mut eval.findings,
+            &exceptions,
+            reconciled.as_of,
+            &pack.tiers,
+        );
+        Ok(AppliedExceptions {
+            reports,
+            file: Some((name, text)),
+        })
+    }
+}
+
 /// Where the policy pack comes from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {

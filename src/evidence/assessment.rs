@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::policy::exceptions::ExceptionReport;
 use crate::policy::findings::{Evaluation, Finding, Severity, SubjectKind};
 use crate::policy::CompiledPack;
 use crate::reconcile::Reconciled;
@@ -105,6 +106,8 @@ pub struct Assessment {
     pub policies: Vec<PolicyResult>,
     /// Every finding, most severe first.
     pub findings: Vec<Finding>,
+    /// Every exception and where it stands.
+    pub exceptions: Vec<ExceptionReport>,
 }
 
 /// The digest that names a policy pack: SHA-256 over, for each file sorted by
@@ -122,7 +125,13 @@ pub fn policy_set_digest(files: &BTreeMap<String, String>) -> String {
 
 impl Assessment {
     /// Builds the assessment from an evaluation.
-    pub fn new(r: &Reconciled, pack: &CompiledPack, eval: &Evaluation, fail_on: Severity) -> Self {
+    pub fn new(
+        r: &Reconciled,
+        pack: &CompiledPack,
+        eval: &Evaluation,
+        exceptions: Vec<ExceptionReport>,
+        fail_on: Severity,
+    ) -> Self {
         let mut counts = Counts {
             total: eval.findings.len(),
             ..Counts::default()
@@ -181,6 +190,7 @@ impl Assessment {
             subjects: eval.subjects.clone(),
             policies,
             findings: eval.findings.clone(),
+            exceptions,
         }
     }
 

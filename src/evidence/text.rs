@@ -96,5 +96,19 @@ pub fn render(a: &Assessment, out: &mut impl Write) -> io::Result<()> {
             i += same.len();
         }
     }
+    if !a.exceptions.is_empty() {
+        writeln!(out, "\nEXCEPTIONS ({})", a.exceptions.len())?;
+        for x in &a.exceptions {
+            let status = serde_json::to_value(x.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {} [{status}] {} ({}:{}): {}",
+                x.exception.id, x.exception.policy, x.exception.file, x.exception.line, x.detail
+            )?;
+        }
+    }
     Ok(())
 }

@@ -44,8 +44,8 @@ pub(crate) fn parse(
         }
     }
     let file_ref: Arc<str> = Arc::from(file);
-    let identity_lines = item_lines(text, "identities");
-    let assignment_lines = item_lines(text, "assignments");
+    let identity_lines = document::item_lines(text, "identities");
+    let assignment_lines = document::item_lines(text, "assignments");
     let mut identities: BTreeMap<String, Identity> = BTreeMap::new();
     for (i, raw_id) in raw.identities.into_iter().enumerate() {
         let at = format!("identities[{i}]");
@@ -223,34 +223,6 @@ fn validate_assignment(
 /// maps sorted by key, no whitespace.
 fn canonical_digest<T: serde::Serialize>(record: &T) -> String {
     sha256_hex(&serde_json::to_vec(record).unwrap_or_default())
-}
-
-/// The 1-based line of each item of the top-level block sequence `key:` in a
-/// block-style YAML document. Empty when the layout is not block style.
-fn item_lines(text: &str, key: &str) -> Vec<u64> {
-    let mut lines = Vec::new();
-    let mut inside = false;
-    let mut item_indent: Option<usize> = None;
-    let header = format!("{key}:");
-    for (n, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = line.len() - trimmed.len();
-        if indent == 0 && !trimmed.starts_with('-') {
-            inside = trimmed.starts_with(&header);
-            item_indent = None;
-            continue;
-        }
-        if inside && trimmed.starts_with("- ") {
-            let expected = *item_indent.get_or_insert(indent);
-            if indent == expected {
-                lines.push(n as u64 + 1);
-            }
-        }
-    }
-    lines
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<
                 let line = loc.line() as u64;
                 let col = loc.column().saturating_sub(1);
                 let text_line = text.lines().nth(loc.line().saturating_sub(1)).unwrap_or("");
-                let msg = if path == "." {
+                let msg = if path == "." || message.starts_with(&path) {
                     message
                 } else {
                     format!("{path}: {message}")
@@ -71,6 +71,34 @@ fn strip_location(message: &str) -> String {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
+}
+
+/// The 1-based line of each item of the top-level block sequence `key:` in a
+/// block-style YAML document. Empty when the layout is not block style.
+pub(crate) fn item_lines(text: &str, key: &str) -> Vec<u64> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    let mut item_indent: Option<usize> = None;
+    let header = format!("{key}:");
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent == 0 && !trimmed.starts_with('-') {
+            inside = trimmed.starts_with(&header);
+            item_indent = None;
+            continue;
+        }
+        if inside && trimmed.starts_with("- ") {
+            let expected = *item_indent.get_or_insert(indent);
+            if indent == expected {
+                lines.push(n as u64 + 1);
+            }
+        }
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -181,3 +181,9 @@ pub fn parse_yaml_document<T: serde::de::DeserializeOwned>(
 ) -> Result<T, error::RecordError> {
     document::parse_yaml(file, text)
 }
+
+/// The 1-based line of each item of the top-level block sequence `key:` in a
+/// block-style YAML document (empty when the layout is not block style).
+pub fn yaml_item_lines(text: &str, key: &str) -> Vec<u64> {
+    document::item_lines(text, key)
+}

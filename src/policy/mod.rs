@@ -6,6 +6,7 @@
 
 pub mod controls;
 mod evaluate;
+pub mod exceptions;
 pub mod findings;
 pub mod pack;
 
