@@ -148,7 +148,7 @@ pub(crate) fn render_text(r: &Reconciled) -> String {
     if !r.anomalies.is_empty() {
         let _ = writeln!(o, "\nanomalies:");
         for a in &r.anomalies {
-            let _ = writeln!(o, "  {:?}: {}", a.kind, a.detail);
+            let _ = writeln!(o, "  {}: {}", a.kind.as_str(), a.detail);
         }
     }
     o

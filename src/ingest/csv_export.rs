@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::collection::CsvColumns;
-use super::digest::sha256_hex;
+use super::digest::Sha256Digest;
 use super::error::{Problems, RecordError};
 use super::model::{ObservedAccount, ObservedGroup, SourceRef};
 
@@ -173,7 +173,7 @@ fn read_file(
         let source = SourceRef {
             file: file_ref.clone(),
             line,
-            sha256: sha256_hex(raw_line.as_bytes()),
+            sha256: Sha256Digest::of(raw_line.as_bytes()),
         };
         let acct = accounts
             .entry(account.to_owned())

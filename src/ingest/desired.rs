@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::digest::sha256_hex;
+use super::digest::Sha256Digest;
 use super::document;
 use super::error::{Problems, RecordError};
 use super::model::{Assignment, Identity, IdentityKind, SourceRef};
@@ -221,8 +221,8 @@ fn validate_assignment(
 
 /// SHA-256 of a record's canonical JSON form: fields in declaration order,
 /// maps sorted by key, no whitespace.
-fn canonical_digest<T: serde::Serialize>(record: &T) -> String {
-    sha256_hex(&serde_json::to_vec(record).unwrap_or_default())
+fn canonical_digest<T: serde::Serialize>(record: &T) -> Sha256Digest {
+    Sha256Digest::of(&serde_json::to_vec(record).unwrap_or_default())
 }
 
 #[cfg(test)]

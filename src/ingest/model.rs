@@ -20,7 +20,7 @@ pub struct SourceRef {
     /// 1-based line number (0 when the record has no single line).
     pub line: u64,
     /// SHA-256 of the record's bytes (a JSON line, a CSV row, a SCIM resource).
-    pub sha256: String,
+    pub sha256: crate::ingest::digest::Sha256Digest,
 }
 
 /// A sensitivity tier name (`critical`, `high`, `medium`, `low`, or any tier

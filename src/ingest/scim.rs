@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::digest::sha256_hex;
+use super::digest::Sha256Digest;
 use super::error::{Problems, RecordError};
 use super::model::{ObservedAccount, ObservedGroup, SourceRef};
 
@@ -218,7 +218,7 @@ fn read_file(
         let source = SourceRef {
             file: file_ref.clone(),
             line,
-            sha256: sha256_hex(bytes.as_bytes()),
+            sha256: Sha256Digest::of(bytes.as_bytes()),
         };
         let mut de = serde_json::Deserializer::from_str(bytes);
         let res: RawResource = match serde_path_to_error::deserialize(&mut de) {

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::digest::sha256_hex;
+use super::digest::Sha256Digest;
 use super::error::{IngestError, Problems, RecordError};
 use super::model::{Event, EventBody, SourceRef};
 use super::raw::{
@@ -31,7 +31,7 @@ pub struct Rejected {
     /// The 1-based line.
     pub line: u64,
     /// SHA-256 of the line's bytes.
-    pub sha256: String,
+    pub sha256: Sha256Digest,
     /// Why it was rejected.
     pub reason: String,
 }
@@ -133,7 +133,7 @@ pub(crate) fn read_from(
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let sha256 = sha256_hex(bytes);
+        let sha256 = Sha256Digest::of(bytes);
         let outcome = match std::str::from_utf8(bytes) {
             Ok(text) => {
                 parse_line(file, line_no, text, ctx).map(|(time, ce_source, ce_id, body)| Event {
@@ -144,7 +144,7 @@ pub(crate) fn read_from(
                     source: SourceRef {
                         file: file_ref.clone(),
                         line: line_no,
-                        sha256: sha256.clone(),
+                        sha256,
                     },
                 })
             }
@@ -404,7 +404,7 @@ mod tests {
         assert!(r.unwrap().is_empty());
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].source.line, 1);
-        assert_eq!(events[0].source.sha256, sha256_hex(REQ.as_bytes()));
+        assert_eq!(events[0].source.sha256, Sha256Digest::of(REQ.as_bytes()));
         assert!(
             matches!(&events[0].body, EventBody::ChangeRequested { idempotency_key, .. } if idempotency_key == "k1")
         );

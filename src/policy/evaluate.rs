@@ -555,7 +555,8 @@ impl Env<'_> {
                 .map(|i| SourceRef {
                     file: i.path.as_str().into(),
                     line: 0,
-                    sha256: i.sha256.clone(),
+                    sha256: crate::ingest::digest::Sha256Digest::from_hex(&i.sha256)
+                        .unwrap_or_default(),
                 })
                 .collect();
             reqs.push(snapshot_req(s, &app_uid, snap_uid, tier, evidence));

@@ -502,7 +502,7 @@ mod tests {
         SourceRef {
             file: "s.json".into(),
             line,
-            sha256: String::new(),
+            sha256: Default::default(),
         }
     }
 

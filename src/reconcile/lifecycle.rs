@@ -59,7 +59,11 @@ pub(crate) struct Lifecycles {
     /// SHA-256 and where it was first seen. 128 bits make an accidental
     /// collision among billions of events negligible, and keep memory small.
     seen: HashMap<[u8; 16], ([u8; 8], u32)>,
-    first_seen: Vec<SourceRef>,
+    /// Where each distinct event was first seen: (index into `files`, line).
+    /// Kept compact: one entry per distinct event.
+    first_seen: Vec<(u32, u32)>,
+    /// Log file names, interned.
+    files: Vec<std::sync::Arc<str>>,
     changes: HashMap<String, ChangeAcc>,
     /// Connector activity by connector id.
     pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
@@ -81,6 +85,7 @@ impl Lifecycles {
             as_of,
             seen: HashMap::new(),
             first_seen: Vec::new(),
+            files: Vec::new(),
             changes: HashMap::new(),
             connectors,
             app_connector,
@@ -101,15 +106,18 @@ impl Lifecycles {
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
         let mut line_hash = [0u8; 8];
-        if let Ok(bytes) = hex::decode(event.source.sha256.get(..16).unwrap_or_default()) {
-            line_hash.copy_from_slice(&bytes[..8.min(bytes.len())]);
-        }
+        line_hash.copy_from_slice(&event.source.sha256.as_bytes()[..8]);
         if let Some((first_hash, first_idx)) = self.seen.get(&key) {
             self.stats.replays += 1;
             let conflicting = *first_hash != line_hash;
             if conflicting || self.listed_replays < MAX_LISTED_REPLAYS {
                 self.listed_replays += 1;
-                let first = self.first_seen.get(*first_idx as usize).cloned();
+                // Only the position of the first copy is kept (its bytes are
+                // in the input files, hashed into the manifest).
+                let first = self
+                    .first_seen
+                    .get(*first_idx as usize)
+                    .and_then(|(f, line)| Some((self.files.get(*f as usize)?.clone(), *line)));
                 let (kind, what) = if conflicting {
                     (
                         AnomalyKind::ConflictingReplay,
@@ -121,8 +129,7 @@ impl Lifecycles {
                         "repeats an earlier event; counted once",
                     )
                 };
-                let mut evidence = vec![event.source.clone()];
-                evidence.extend(first.clone());
+                let evidence = vec![event.source.clone()];
                 self.anomalies.push(Anomaly {
                     kind,
                     subject: format!("{} {}", event.ce_source, event.ce_id),
@@ -131,7 +138,7 @@ impl Lifecycles {
                         event.source.file,
                         event.source.line,
                         first
-                            .map(|f| format!(" (first at {}:{})", f.file, f.line))
+                            .map(|(f, line)| format!(" (first at {f}:{line})"))
                             .unwrap_or_default()
                     ),
                     evidence,
@@ -141,7 +148,20 @@ impl Lifecycles {
         }
         self.seen
             .insert(key, (line_hash, self.first_seen.len() as u32));
-        self.first_seen.push(event.source.clone());
+        let file_idx = match self.files.last() {
+            Some(f) if *f == event.source.file => self.files.len() - 1,
+            _ => match self.files.iter().position(|f| *f == event.source.file) {
+                Some(i) => i,
+                None => {
+                    self.files.push(event.source.file.clone());
+                    self.files.len() - 1
+                }
+            },
+        };
+        self.first_seen.push((
+            file_idx as u32,
+            u32::try_from(event.source.line).unwrap_or(u32::MAX),
+        ));
         self.stats.unique += 1;
         if event.time > self.as_of {
             self.stats.after_as_of += 1;
@@ -383,7 +403,14 @@ impl Lifecycles {
                 .cmp(&b.requested_at)
                 .then_with(|| a.key.cmp(&b.key))
         });
-        self.anomalies.sort();
+        self.anomalies.sort_by(|a, b| {
+            (a.kind, a.evidence.first(), &a.subject, &a.detail).cmp(&(
+                b.kind,
+                b.evidence.first(),
+                &b.subject,
+                &b.detail,
+            ))
+        });
         (changes, self.connectors, self.stats, self.anomalies)
     }
 }

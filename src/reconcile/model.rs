@@ -417,6 +417,19 @@ pub enum AnomalyKind {
     ConfirmedBeforeRequested,
 }
 
+impl AnomalyKind {
+    /// The snake_case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AnomalyKind::OrphanEvent => "orphan_event",
+            AnomalyKind::Replay => "replay",
+            AnomalyKind::ConflictingReplay => "conflicting_replay",
+            AnomalyKind::IdempotencyConflict => "idempotency_conflict",
+            AnomalyKind::ConfirmedBeforeRequested => "confirmed_before_requested",
+        }
+    }
+}
+
 /// Something in the inputs that deserves a look.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Anomaly {
