@@ -101,17 +101,6 @@ impl Val {
     }
 }
 
-/// One request to make.
-struct Req {
-    kind: SubjectKind,
-    principal: EntityUid,
-    resource: EntityUid,
-    context: Vec<(&'static str, Val)>,
-    subject: Subject,
-    evidence: Vec<SourceRef>,
-    facts: Box<dyn Fn(&TierTargets) -> String + Send + Sync>,
-}
-
 /// Entity type names of the schema, parsed once.
 struct Types {
     tier: EntityTypeName,
@@ -158,6 +147,28 @@ fn cedar_err(what: &str, e: impl std::fmt::Display) -> EvaluateError {
     }
 }
 
+/// The reconciled record a request is about. Subject, facts and evidence are
+/// built from it only when a policy forbids (or, for the subject id, when
+/// every subject must be listed), so passing subjects cost no formatting.
+enum Src<'a> {
+    Change(&'a Change),
+    Grant(&'a Grant, &'a str),
+    Assignment(&'a AssignmentState),
+    Account(&'a AccountState),
+    Connector(&'a ConnectorHealth),
+    Snapshot(&'a SnapshotFreshness, Vec<SourceRef>),
+}
+
+/// One request to make.
+struct Req<'a> {
+    kind: SubjectKind,
+    principal: EntityUid,
+    resource: EntityUid,
+    context: Vec<(&'static str, Val)>,
+    src: Src<'a>,
+    tier: &'a str,
+}
+
 /// Options for [`evaluate`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvaluateOptions {
@@ -182,12 +193,12 @@ pub fn evaluate(
             });
         }
     }
-    let app_tier: HashMap<&str, &str> = r
+    let apps: HashMap<&str, (&str, &str)> = r
         .applications
         .iter()
-        .map(|a| (a.id.as_str(), a.tier.as_str()))
+        .map(|a| (a.id.as_str(), (a.tier.as_str(), a.connector.as_str())))
         .collect();
-    let connector_tier = connector_tiers(r, pack);
+    let connectors = connector_info(r, pack);
     let identities: HashMap<&str, &Identity> =
         r.identities.iter().map(|i| (i.id.as_str(), i)).collect();
 
@@ -226,35 +237,32 @@ pub fn evaluate(
         r,
         pack,
         types: &types,
-        app_tier: &app_tier,
-        connector_tier: &connector_tier,
+        apps: &apps,
+        connectors: &connectors,
         identities: &identities,
         keep_subjects: options.keep_subjects,
     };
-    let apps: Vec<(&str, Partition<'_>)> = parts.into_iter().collect();
-    let mut results: Vec<Result<PartResult, EvaluateError>> = apps
+    let parts: Vec<(&str, Partition<'_>)> = parts.into_iter().collect();
+    let mut results: Vec<Result<PartResult, EvaluateError>> = parts
         .par_iter()
         .map(|(app, part)| env.evaluate_application(app, part))
         .collect();
     results.push(env.evaluate_connectors());
 
     let mut out = Evaluation::default();
-    for m in pack.meta.values() {
-        out.policies.insert(m.id.clone(), PolicyTally::default());
-    }
     let mut errors: Vec<(String, String, String)> = Vec::new();
+    let mut failed: BTreeMap<String, u64> = BTreeMap::new();
     for res in results {
         let part = res?;
         for (k, n) in part.subjects {
             *out.subjects.entry(k).or_default() += n;
         }
-        for (id, t) in part.tallies {
-            let e = out.policies.entry(id).or_default();
-            e.evaluated += t.evaluated;
-            e.failed += t.failed;
+        for (id, n) in part.failed {
+            *failed.entry(id).or_default() += n;
         }
         out.findings.extend(part.findings);
         out.evaluated.extend(part.evaluated);
+        out.cedar_time += part.cedar_time;
         errors.extend(part.errors);
     }
     if !errors.is_empty() {
@@ -268,21 +276,42 @@ pub fn evaluate(
             message,
         });
     }
+    // Every policy evaluates every subject of the kinds its scope covers.
+    for m in pack.meta.values() {
+        let evaluated = m
+            .actions
+            .iter()
+            .map(|k| out.subjects.get(k).copied().unwrap_or(0))
+            .sum();
+        out.policies.insert(
+            m.id.clone(),
+            PolicyTally {
+                evaluated,
+                failed: failed.get(&m.id).copied().unwrap_or(0),
+            },
+        );
+    }
     out.findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     out.evaluated.sort();
     Ok(out)
 }
 
-/// The strictest tier (shortest heartbeat window) among each connector's
-/// applications.
-fn connector_tiers<'a>(r: &'a Reconciled, pack: &CompiledPack) -> HashMap<&'a str, &'a str> {
-    let mut out: HashMap<&str, &str> = HashMap::new();
+/// For each connector: the strictest tier (shortest heartbeat window) among
+/// its applications, and the applications it serves.
+fn connector_info<'a>(
+    r: &'a Reconciled,
+    pack: &CompiledPack,
+) -> HashMap<&'a str, (&'a str, Vec<&'a str>)> {
+    let mut out: HashMap<&str, (&str, Vec<&str>)> = HashMap::new();
     for a in &r.applications {
         let window = |t: &str| pack.tiers.get(t).map(|t| t.heartbeat_window);
-        let e = out.entry(a.connector.as_str()).or_insert(a.tier.as_str());
-        if (window(&a.tier), a.tier.as_str()) < (window(e), *e) {
-            *e = a.tier.as_str();
+        let e = out
+            .entry(a.connector.as_str())
+            .or_insert((a.tier.as_str(), Vec::new()));
+        if (window(&a.tier), a.tier.as_str()) < (window(e.0), e.0) {
+            e.0 = a.tier.as_str();
         }
+        e.1.push(a.id.as_str());
     }
     out
 }
@@ -299,69 +328,70 @@ struct Partition<'a> {
 #[derive(Default)]
 struct PartResult {
     subjects: BTreeMap<SubjectKind, u64>,
-    tallies: BTreeMap<String, PolicyTally>,
+    failed: BTreeMap<String, u64>,
     findings: Vec<Finding>,
     evaluated: Vec<(SubjectKind, String)>,
     errors: Vec<(String, String, String)>,
+    cedar_time: std::time::Duration,
 }
 
 struct Env<'a> {
     r: &'a Reconciled,
     pack: &'a CompiledPack,
     types: &'a Types,
-    app_tier: &'a HashMap<&'a str, &'a str>,
-    connector_tier: &'a HashMap<&'a str, &'a str>,
+    apps: &'a HashMap<&'a str, (&'a str, &'a str)>,
+    connectors: &'a HashMap<&'a str, (&'a str, Vec<&'a str>)>,
     identities: &'a HashMap<&'a str, &'a Identity>,
     keep_subjects: bool,
 }
 
+fn attrs<const N: usize>(
+    pairs: [(&str, RestrictedExpression); N],
+) -> HashMap<String, RestrictedExpression> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
 impl Env<'_> {
+    fn tier_uid(&self, tier: &str) -> RestrictedExpression {
+        RestrictedExpression::new_entity_uid(self.types.uid(&self.types.tier, tier))
+    }
+
     fn tier_entities(&self) -> Result<Vec<Entity>, EvaluateError> {
         let mut out = Vec::new();
         for (name, t) in &self.pack.tiers {
             let d = |s: Span| RestrictedExpression::new_duration(s.to_string());
-            let attrs = HashMap::from([
-                (
-                    "name".to_owned(),
-                    RestrictedExpression::new_string(name.clone()),
-                ),
-                ("max_sync_latency".to_owned(), d(t.max_sync_latency)),
-                ("revocation_window".to_owned(), d(t.revocation_window)),
-                ("max_grant_age".to_owned(), d(t.max_grant_age)),
-                ("heartbeat_window".to_owned(), d(t.heartbeat_window)),
-                ("max_snapshot_age".to_owned(), d(t.max_snapshot_age)),
+            let a = attrs([
+                ("name", RestrictedExpression::new_string(name.clone())),
+                ("max_sync_latency", d(t.max_sync_latency)),
+                ("revocation_window", d(t.revocation_window)),
+                ("max_grant_age", d(t.max_grant_age)),
+                ("heartbeat_window", d(t.heartbeat_window)),
+                ("max_snapshot_age", d(t.max_snapshot_age)),
             ]);
             out.push(
-                Entity::new(
-                    self.types.uid(&self.types.tier, name),
-                    attrs,
-                    HashSet::new(),
-                )
-                .map_err(|e| cedar_err("tier entity", e))?,
+                Entity::new(self.types.uid(&self.types.tier, name), a, HashSet::new())
+                    .map_err(|e| cedar_err("tier entity", e))?,
             );
         }
         Ok(out)
     }
 
     fn connector_entity(&self, id: &str) -> Result<Entity, EvaluateError> {
-        let tier = self.connector_tier.get(id).copied().unwrap_or_default();
-        let apps: Vec<RestrictedExpression> = self
-            .r
-            .applications
-            .iter()
-            .filter(|a| a.connector == id)
-            .map(|a| RestrictedExpression::new_string(a.id.clone()))
-            .collect();
+        let (tier, apps) = self
+            .connectors
+            .get(id)
+            .map(|(t, a)| (*t, a.as_slice()))
+            .unwrap_or(("", &[]));
         Entity::new(
             self.types.uid(&self.types.connector, id),
-            HashMap::from([
+            attrs([
+                ("tier", self.tier_uid(tier)),
                 (
-                    "tier".to_owned(),
-                    RestrictedExpression::new_entity_uid(self.types.uid(&self.types.tier, tier)),
-                ),
-                (
-                    "applications".to_owned(),
-                    RestrictedExpression::new_set(apps),
+                    "applications",
+                    RestrictedExpression::new_set(
+                        apps.iter()
+                            .map(|a| RestrictedExpression::new_string((*a).to_owned())),
+                    ),
                 ),
             ]),
             HashSet::new(),
@@ -380,26 +410,19 @@ impl Env<'_> {
             // A change for an identity the desired state does not know.
             None => ("unknown", false, "unknown", None),
         };
-        let mut attrs = HashMap::from([
+        let mut a = attrs([
+            ("kind", RestrictedExpression::new_string(kind.to_owned())),
+            ("human", RestrictedExpression::new_bool(human)),
             (
-                "kind".to_owned(),
-                RestrictedExpression::new_string(kind.to_owned()),
-            ),
-            ("human".to_owned(), RestrictedExpression::new_bool(human)),
-            (
-                "status".to_owned(),
+                "status",
                 RestrictedExpression::new_string(status.to_owned()),
             ),
         ]);
         if let Some(o) = owner {
-            attrs.insert("owner".to_owned(), RestrictedExpression::new_string(o));
+            a.insert("owner".to_owned(), RestrictedExpression::new_string(o));
         }
-        Entity::new(
-            self.types.uid(&self.types.identity, id),
-            attrs,
-            HashSet::new(),
-        )
-        .map_err(|e| cedar_err("identity entity", e))
+        Entity::new(self.types.uid(&self.types.identity, id), a, HashSet::new())
+            .map_err(|e| cedar_err("identity entity", e))
     }
 
     fn member_entity(
@@ -412,57 +435,37 @@ impl Env<'_> {
         let app_uid = self.types.uid(&self.types.application, app);
         Entity::new(
             self.types.uid(ty, &format!("{app}/{name}")),
-            HashMap::from([
+            attrs([
+                ("name", RestrictedExpression::new_string(name.to_owned())),
                 (
-                    "name".to_owned(),
-                    RestrictedExpression::new_string(name.to_owned()),
-                ),
-                (
-                    "application".to_owned(),
+                    "application",
                     RestrictedExpression::new_entity_uid(app_uid.clone()),
                 ),
-                (
-                    "tier".to_owned(),
-                    RestrictedExpression::new_entity_uid(self.types.uid(&self.types.tier, tier)),
-                ),
+                ("tier", self.tier_uid(tier)),
             ]),
             HashSet::from([app_uid]),
         )
         .map_err(|e| cedar_err("entity", e))
     }
 
-    fn identity_subject(&self, id: &str) -> Option<String> {
-        self.identities.get(id).map(|i| i.kind.as_str().to_owned())
-    }
-
-    fn evaluate_application(
-        &self,
-        app: &str,
-        part: &Partition<'_>,
+    fn evaluate_application<'a>(
+        &'a self,
+        app: &'a str,
+        part: &Partition<'a>,
     ) -> Result<PartResult, EvaluateError> {
         let t = self.types;
-        let tier = self.app_tier.get(app).copied().unwrap_or_default();
-        let connector = self
-            .r
-            .applications
-            .iter()
-            .find(|a| a.id == app)
-            .map(|a| a.connector.clone())
-            .unwrap_or_default();
+        let (tier, connector) = self.apps.get(app).copied().unwrap_or(("", ""));
         let app_uid = t.uid(&t.application, app);
         let mut entities = self.tier_entities()?;
-        entities.push(self.connector_entity(&connector)?);
+        entities.push(self.connector_entity(connector)?);
         entities.push(
             Entity::new(
                 app_uid.clone(),
-                HashMap::from([
+                attrs([
+                    ("tier", self.tier_uid(tier)),
                     (
-                        "tier".to_owned(),
-                        RestrictedExpression::new_entity_uid(t.uid(&t.tier, tier)),
-                    ),
-                    (
-                        "connector".to_owned(),
-                        RestrictedExpression::new_entity_uid(t.uid(&t.connector, &connector)),
+                        "connector",
+                        RestrictedExpression::new_entity_uid(t.uid(&t.connector, connector)),
                     ),
                 ]),
                 HashSet::new(),
@@ -471,19 +474,13 @@ impl Env<'_> {
         );
         let mut seen_identities: HashSet<&str> = HashSet::new();
         let mut seen_entitlements: HashSet<&str> = HashSet::new();
-        let mut reqs: Vec<Req> = Vec::new();
+        let mut reqs: Vec<Req<'a>> = Vec::new();
 
         for c in &part.changes {
             if seen_identities.insert(c.identity.as_str()) {
                 entities.push(self.identity_entity(&c.identity)?);
             }
-            reqs.push(change_req(
-                t,
-                c,
-                &app_uid,
-                tier,
-                self.identity_subject(&c.identity),
-            ));
+            reqs.push(change_req(t, c, &app_uid, tier));
         }
         for g in &part.grants {
             let Some(identity) = g.identity.as_deref() else {
@@ -495,14 +492,7 @@ impl Env<'_> {
             if seen_entitlements.insert(g.entitlement.as_str()) {
                 entities.push(self.member_entity(&t.entitlement, app, &g.entitlement, tier)?);
             }
-            reqs.push(grant_req(
-                t,
-                g,
-                identity,
-                app,
-                tier,
-                self.identity_subject(identity),
-            ));
+            reqs.push(grant_req(t, g, identity, app, tier));
         }
         for a in &part.assignments {
             if seen_identities.insert(a.identity.as_str()) {
@@ -511,37 +501,24 @@ impl Env<'_> {
             if seen_entitlements.insert(a.entitlement.as_str()) {
                 entities.push(self.member_entity(&t.entitlement, app, &a.entitlement, tier)?);
             }
-            reqs.push(assignment_req(
-                t,
-                a,
-                app,
-                tier,
-                self.identity_subject(&a.identity),
-            ));
+            reqs.push(assignment_req(t, a, app, tier));
         }
         for a in &part.accounts {
             entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
-            let kind = a.identity.as_deref().and_then(|i| self.identity_subject(i));
-            reqs.push(account_req(t, a, &app_uid, tier, kind));
+            reqs.push(account_req(t, a, &app_uid, tier));
         }
         if let Some(s) = part.snapshot {
             let snap_uid = t.uid(&t.snapshot, app);
             entities.push(
                 Entity::new(
                     snap_uid.clone(),
-                    HashMap::from([
+                    attrs([
                         (
-                            "application".to_owned(),
+                            "application",
                             RestrictedExpression::new_entity_uid(app_uid.clone()),
                         ),
-                        (
-                            "tier".to_owned(),
-                            RestrictedExpression::new_entity_uid(t.uid(&t.tier, tier)),
-                        ),
-                        (
-                            "format".to_owned(),
-                            RestrictedExpression::new_string(s.format.clone()),
-                        ),
+                        ("tier", self.tier_uid(tier)),
+                        ("format", RestrictedExpression::new_string(s.format.clone())),
                     ]),
                     HashSet::from([app_uid.clone()]),
                 )
@@ -559,7 +536,14 @@ impl Env<'_> {
                         .unwrap_or_default(),
                 })
                 .collect();
-            reqs.push(snapshot_req(s, &app_uid, snap_uid, tier, evidence));
+            reqs.push(Req {
+                kind: SubjectKind::Snapshot,
+                principal: app_uid.clone(),
+                resource: snap_uid,
+                context: vec![("age_ms", Val::Long(s.age.as_millis()))],
+                src: Src::Snapshot(s, evidence),
+                tier,
+            });
         }
         let store = Entities::from_entities(entities, Some(&self.pack.schema))
             .map_err(|e| cedar_err("entity store", e))?;
@@ -572,24 +556,49 @@ impl Env<'_> {
         for c in &self.r.connectors {
             entities.push(self.connector_entity(&c.id)?);
             let tier = self
-                .connector_tier
+                .connectors
                 .get(c.id.as_str())
-                .copied()
+                .map(|(t, _)| *t)
                 .unwrap_or_default();
-            reqs.push(connector_req(self.types, c, tier, &self.r.as_of));
+            let uid = self.types.uid(&self.types.connector, &c.id);
+            let since_error = c.last_error_at.map(|e| Span::between(&e, &self.r.as_of));
+            reqs.push(Req {
+                kind: SubjectKind::Connector,
+                principal: uid.clone(),
+                resource: uid,
+                context: vec![
+                    ("seen", Val::Bool(c.last_seen.is_some())),
+                    ("silence_ms", Val::Long(ms(c.silence))),
+                    ("errors", Val::Long(c.errors as i64)),
+                    ("has_error", Val::Bool(c.last_error_at.is_some())),
+                    ("since_last_error_ms", Val::Long(ms(since_error))),
+                    ("failed_attempts", Val::Long(c.failed_attempts as i64)),
+                    ("pending_changes", Val::Long(c.pending_changes as i64)),
+                    ("failed_changes", Val::Long(c.failed_changes as i64)),
+                ],
+                src: Src::Connector(c),
+                tier,
+            });
         }
         let store = Entities::from_entities(entities, Some(&self.pack.schema))
             .map_err(|e| cedar_err("entity store", e))?;
         self.decide(reqs, &store)
     }
 
-    fn decide(&self, reqs: Vec<Req>, store: &Entities) -> Result<PartResult, EvaluateError> {
+    fn decide(&self, reqs: Vec<Req<'_>>, store: &Entities) -> Result<PartResult, EvaluateError> {
         let authorizer = Authorizer::new();
         let mut out = PartResult::default();
         let empty = PolicySet::new();
+        let actions: BTreeMap<SubjectKind, EntityUid> = SubjectKind::ALL
+            .iter()
+            .map(|k| (*k, self.types.uid(&self.types.action, k.as_str())))
+            .collect();
         for req in reqs {
             let policies = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
-            let action = self.types.uid(&self.types.action, req.kind.as_str());
+            let action = actions
+                .get(&req.kind)
+                .cloned()
+                .unwrap_or_else(|| self.types.uid(&self.types.action, req.kind.as_str()));
             let context = Context::from_pairs(
                 req.context
                     .iter()
@@ -604,19 +613,18 @@ impl Env<'_> {
                 None,
             )
             .map_err(|e| cedar_err("request", e))?;
+            let started = std::time::Instant::now();
             let response = authorizer.is_authorized(&request, policies, store);
+            out.cedar_time += started.elapsed();
             *out.subjects.entry(req.kind).or_default() += 1;
             if self.keep_subjects {
-                out.evaluated.push((req.kind, req.subject.id.clone()));
-            }
-            for p in policies.policies() {
-                out.tallies.entry(p.id().to_string()).or_default().evaluated += 1;
+                out.evaluated.push((req.kind, self.subject(&req).id));
             }
             for e in response.diagnostics().errors() {
                 let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
                 out.errors.push((
                     pe.policy_id().to_string(),
-                    req.subject.id.clone(),
+                    self.subject(&req).id,
                     e.to_string(),
                 ));
             }
@@ -628,21 +636,37 @@ impl Env<'_> {
                 .reason()
                 .map(|id| id.to_string())
                 .collect();
+            if reasons.is_empty() {
+                continue;
+            }
             // Cedar documents reasons as unordered.
             reasons.sort();
+            let subject = self.subject(&req);
+            let facts = self
+                .pack
+                .tiers
+                .get(req.tier)
+                .map(|t| facts(&req, t, &subject))
+                .unwrap_or_default();
+            let context = serde_json::Value::Object(
+                req.context
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.json()))
+                    .collect(),
+            );
+            let evidence = evidence(&req);
             for id in reasons {
                 let Some(meta) = self.pack.meta.get(&id) else {
                     continue;
                 };
-                out.tallies.entry(id.clone()).or_default().failed += 1;
+                *out.failed.entry(id.clone()).or_default() += 1;
                 let Some(severity) = meta.severity else {
                     continue;
                 };
-                let targets = self.pack.tiers.get(&req.subject.tier);
                 let controls = meta
                     .controls
                     .iter()
-                    .filter(|c| self.pack.catalog.applies_to(c, &req.subject))
+                    .filter(|c| self.pack.catalog.applies_to(c, &subject))
                     .cloned()
                     .collect();
                 out.findings.push(Finding {
@@ -650,15 +674,10 @@ impl Env<'_> {
                     severity,
                     title: meta.title.clone(),
                     controls,
-                    subject: req.subject.clone(),
-                    facts: targets.map(|t| (req.facts)(t)).unwrap_or_default(),
-                    context: serde_json::Value::Object(
-                        req.context
-                            .iter()
-                            .map(|(k, v)| ((*k).to_owned(), v.json()))
-                            .collect(),
-                    ),
-                    evidence: req.evidence.clone(),
+                    subject: subject.clone(),
+                    facts: facts.clone(),
+                    context: context.clone(),
+                    evidence: evidence.clone(),
                     remediation: meta.remediation.clone(),
                     exception: None,
                 });
@@ -666,49 +685,94 @@ impl Env<'_> {
         }
         Ok(out)
     }
+
+    fn identity_kind(&self, id: Option<&str>) -> Option<String> {
+        id.and_then(|id| self.identities.get(id))
+            .map(|i| i.kind.as_str().to_owned())
+    }
+
+    /// The subject a request is about.
+    fn subject(&self, req: &Req<'_>) -> Subject {
+        let base = |id: String| Subject {
+            kind: req.kind,
+            id,
+            identity: None,
+            identity_kind: None,
+            application: None,
+            entitlement: None,
+            account: None,
+            connector: None,
+            tier: req.tier.to_owned(),
+        };
+        match &req.src {
+            Src::Change(c) => Subject {
+                identity: Some(c.identity.clone()),
+                identity_kind: self.identity_kind(Some(&c.identity)),
+                application: Some(c.application.clone()),
+                entitlement: c.entitlement.clone(),
+                ..base(format!("change:{}", c.key))
+            },
+            Src::Grant(g, identity) => Subject {
+                identity: Some((*identity).to_owned()),
+                identity_kind: self.identity_kind(Some(identity)),
+                application: Some(g.application.clone()),
+                entitlement: Some(g.entitlement.clone()),
+                account: Some(g.account.clone()),
+                ..base(format!(
+                    "grant:{}/{}/{}",
+                    g.application, g.account, g.entitlement
+                ))
+            },
+            Src::Assignment(a) => Subject {
+                identity: Some(a.identity.clone()),
+                identity_kind: self.identity_kind(Some(&a.identity)),
+                application: Some(a.application.clone()),
+                entitlement: Some(a.entitlement.clone()),
+                ..base(format!(
+                    "assignment:{}/{}/{}",
+                    a.application, a.identity, a.entitlement
+                ))
+            },
+            Src::Account(a) => Subject {
+                identity: a.identity.clone(),
+                identity_kind: self.identity_kind(a.identity.as_deref()),
+                application: Some(a.application.clone()),
+                account: Some(a.account.clone()),
+                ..base(format!("account:{}/{}", a.application, a.account))
+            },
+            Src::Connector(c) => Subject {
+                connector: Some(c.id.clone()),
+                ..base(format!("connector:{}", c.id))
+            },
+            Src::Snapshot(s, _) => Subject {
+                application: Some(s.application.clone()),
+                ..base(format!("snapshot:{}", s.application))
+            },
+        }
+    }
 }
 
 fn ms(s: Option<Span>) -> i64 {
     s.map_or(0, Span::as_millis)
 }
 
-fn change_req(t: &Types, c: &Change, app_uid: &EntityUid, tier: &str, kind: Option<String>) -> Req {
-    let ctx = vec![
-        ("key", Val::Str(c.key.clone())),
-        ("operation", Val::Str(c.operation.as_str().to_owned())),
-        ("removal", Val::Bool(c.operation.is_removal())),
-        (
-            "entitlement",
-            Val::Str(c.entitlement.clone().unwrap_or_default()),
-        ),
-        ("status", Val::Str(c.status.as_str().to_owned())),
-        ("confirmed", Val::Bool(c.status == ChangeStatus::Confirmed)),
-        ("latency_ms", Val::Long(ms(c.latency))),
-        ("pending_ms", Val::Long(ms(c.pending_for))),
-        ("attempts", Val::Long(i64::from(c.attempts))),
-        ("redeliveries", Val::Long(i64::from(c.redeliveries))),
-    ];
-    let c2 = c.clone();
-    let tier_name = tier.to_owned();
-    Req {
-        kind: SubjectKind::Change,
-        principal: t.uid(&t.identity, &c.identity),
-        resource: app_uid.clone(),
-        context: ctx,
-        subject: Subject {
-            kind: SubjectKind::Change,
-            id: format!("change:{}", c.key),
-            identity: Some(c.identity.clone()),
-            identity_kind: kind,
-            application: Some(c.application.clone()),
-            entitlement: c.entitlement.clone(),
-            account: None,
-            connector: None,
-            tier: tier.to_owned(),
-        },
-        evidence: c.evidence.clone(),
-        facts: Box::new(move |targets| {
-            let c = &c2;
+/// The input records behind a request.
+fn evidence(req: &Req<'_>) -> Vec<SourceRef> {
+    match &req.src {
+        Src::Change(c) => c.evidence.clone(),
+        Src::Grant(g, _) => g.evidence.clone(),
+        Src::Assignment(a) => a.evidence.clone(),
+        Src::Account(a) => a.evidence.clone(),
+        Src::Connector(c) => c.evidence.clone(),
+        Src::Snapshot(_, e) => e.clone(),
+    }
+}
+
+/// The facts that decided a finding, for a person.
+fn facts(req: &Req<'_>, targets: &TierTargets, subject: &Subject) -> String {
+    let tier = req.tier;
+    match &req.src {
+        Src::Change(c) => {
             let what = match &c.entitlement {
                 Some(e) => format!("{} of `{e}` for `{}`", c.operation.as_str(), c.identity),
                 None => format!("{} for `{}`", c.operation.as_str(), c.identity),
@@ -723,9 +787,7 @@ fn change_req(t: &Types, c: &Change, app_uid: &EntityUid, tier: &str, kind: Opti
                 ),
                 ChangeStatus::Failed => format!(
                     "failed {}: {}; not confirmed after {}",
-                    c.failed_at
-                        .map(|t| format_timestamp(&t))
-                        .unwrap_or_default(),
+                    c.failed_at.map(|t| format_timestamp(&t)).unwrap_or_default(),
                     c.failure_reason.clone().unwrap_or_default(),
                     c.pending_for.unwrap_or_default()
                 ),
@@ -745,58 +807,13 @@ fn change_req(t: &Types, c: &Change, app_uid: &EntityUid, tier: &str, kind: Opti
                 format!("sync latency target {}", targets.max_sync_latency)
             };
             format!(
-                "{what} in `{}` requested {}, {status}; {} attempt(s); {tier_name} tier {target}",
+                "{what} in `{}` requested {}, {status}; {} attempt(s); {tier} tier {target}",
                 c.application,
                 format_timestamp(&c.requested_at),
                 c.attempts
             )
-        }),
-    }
-}
-
-fn grant_req(
-    t: &Types,
-    g: &Grant,
-    identity: &str,
-    app: &str,
-    tier: &str,
-    kind: Option<String>,
-) -> Req {
-    let ctx = vec![
-        ("account", Val::Str(g.account.clone())),
-        ("status", Val::Str(g.status.as_str().to_owned())),
-        (
-            "desired",
-            Val::Bool(g.status == crate::reconcile::model::GrantStatus::Desired),
-        ),
-        ("via_group_only", Val::Bool(g.is_via_group_only())),
-        ("paths", Val::Long(g.paths.len() as i64)),
-        ("has_age", Val::Bool(g.age.is_some())),
-        ("age_ms", Val::Long(ms(g.age))),
-        ("removal_requested", Val::Bool(g.removal.is_some())),
-    ];
-    let g2 = g.clone();
-    let tier_name = tier.to_owned();
-    let kind_text = kind.clone().unwrap_or_else(|| "unknown".into());
-    Req {
-        kind: SubjectKind::Grant,
-        principal: t.uid(&t.identity, identity),
-        resource: t.uid(&t.entitlement, &format!("{app}/{}", g.entitlement)),
-        context: ctx,
-        subject: Subject {
-            kind: SubjectKind::Grant,
-            id: format!("grant:{app}/{}/{}", g.account, g.entitlement),
-            identity: Some(identity.to_owned()),
-            identity_kind: kind,
-            application: Some(app.to_owned()),
-            entitlement: Some(g.entitlement.clone()),
-            account: Some(g.account.clone()),
-            connector: None,
-            tier: tier.to_owned(),
-        },
-        evidence: g.evidence.clone(),
-        facts: Box::new(move |targets| {
-            let g = &g2;
+        }
+        Src::Grant(g, identity) => {
             let routes = g
                 .paths
                 .iter()
@@ -804,15 +821,15 @@ fn grant_req(
                 .collect::<Vec<_>>()
                 .join("; ");
             let mut s = format!(
-                "`{}` ({kind_text}) holds `{}` in `{}` via {routes}; status {}",
-                g.identity.clone().unwrap_or_default(),
+                "`{identity}` ({}) holds `{}` in `{}` via {routes}; status {}",
+                subject.identity_kind.as_deref().unwrap_or("unknown"),
                 g.entitlement,
                 g.application,
                 g.status.as_str()
             );
             if let (Some(at), Some(age)) = (g.granted_at, g.age) {
                 s.push_str(&format!(
-                    "; granted {}, {age} old ({tier_name} tier max grant age {})",
+                    "; granted {}, {age} old ({tier} tier max grant age {})",
                     format_timestamp(&at),
                     targets.max_grant_age
                 ));
@@ -824,205 +841,133 @@ fn grant_req(
                 s.push_str(&format!("; removal requested by change `{r}`"));
             }
             s
-        }),
+        }
+        Src::Assignment(a) => format!(
+            "`{}` approved for `{}` in `{}` at {}; in the target: {}{}",
+            a.identity,
+            a.entitlement,
+            a.application,
+            format_timestamp(&a.granted_at),
+            a.status.as_str(),
+            a.change
+                .as_ref()
+                .map(|c| format!(" (change `{c}`)"))
+                .unwrap_or_else(|| " (no logged change accounts for it)".into())
+        ),
+        Src::Account(a) => format!(
+            "account `{}` in `{}` ({}) {}; holds {} effective entitlement(s)",
+            a.account,
+            a.application,
+            if a.active { "active" } else { "inactive" },
+            match &a.identity {
+                Some(i) => format!("belongs to `{i}`"),
+                None => "maps to no identity".to_owned(),
+            },
+            a.entitlements
+        ),
+        Src::Connector(c) => format!(
+            "connector `{}` (serves {}) last seen {}{}; {} error(s){}; {} pending, {} failed change(s); {tier} tier heartbeat window {}",
+            c.id,
+            c.applications.join(", "),
+            c.last_seen
+                .map(|t| format_timestamp(&t))
+                .unwrap_or_else(|| "never".into()),
+            c.silence
+                .map(|s| format!(", silent for {s}"))
+                .unwrap_or_default(),
+            c.errors,
+            match (&c.last_error_at, &c.last_error) {
+                (Some(at), Some(e)) => format!(", last {}: {e}", format_timestamp(at)),
+                _ => String::new(),
+            },
+            c.pending_changes,
+            c.failed_changes,
+            targets.heartbeat_window
+        ),
+        Src::Snapshot(s, _) => format!(
+            "{} snapshot of `{}` taken {}, {} old; {tier} tier max snapshot age {}",
+            s.format,
+            s.application,
+            format_timestamp(&s.taken_at),
+            s.age,
+            targets.max_snapshot_age
+        ),
     }
 }
 
-fn assignment_req(
-    t: &Types,
-    a: &AssignmentState,
-    app: &str,
-    tier: &str,
-    kind: Option<String>,
-) -> Req {
-    let status = serde_json::to_value(a.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let ctx = vec![
-        ("status", Val::Str(status.clone())),
-        ("explained", Val::Bool(a.change.is_some())),
-    ];
-    let a2 = a.clone();
+fn change_req<'a>(t: &Types, c: &'a Change, app_uid: &EntityUid, tier: &'a str) -> Req<'a> {
+    Req {
+        kind: SubjectKind::Change,
+        principal: t.uid(&t.identity, &c.identity),
+        resource: app_uid.clone(),
+        context: vec![
+            ("key", Val::Str(c.key.clone())),
+            ("operation", Val::Str(c.operation.as_str().to_owned())),
+            ("removal", Val::Bool(c.operation.is_removal())),
+            (
+                "entitlement",
+                Val::Str(c.entitlement.clone().unwrap_or_default()),
+            ),
+            ("status", Val::Str(c.status.as_str().to_owned())),
+            ("confirmed", Val::Bool(c.status == ChangeStatus::Confirmed)),
+            ("latency_ms", Val::Long(ms(c.latency))),
+            ("pending_ms", Val::Long(ms(c.pending_for))),
+            ("attempts", Val::Long(i64::from(c.attempts))),
+            ("redeliveries", Val::Long(i64::from(c.redeliveries))),
+        ],
+        src: Src::Change(c),
+        tier,
+    }
+}
+
+fn grant_req<'a>(t: &Types, g: &'a Grant, identity: &'a str, app: &str, tier: &'a str) -> Req<'a> {
+    Req {
+        kind: SubjectKind::Grant,
+        principal: t.uid(&t.identity, identity),
+        resource: t.uid(&t.entitlement, &format!("{app}/{}", g.entitlement)),
+        context: vec![
+            ("account", Val::Str(g.account.clone())),
+            ("status", Val::Str(g.status.as_str().to_owned())),
+            (
+                "desired",
+                Val::Bool(g.status == crate::reconcile::model::GrantStatus::Desired),
+            ),
+            ("via_group_only", Val::Bool(g.is_via_group_only())),
+            ("paths", Val::Long(g.paths.len() as i64)),
+            ("has_age", Val::Bool(g.age.is_some())),
+            ("age_ms", Val::Long(ms(g.age))),
+            ("removal_requested", Val::Bool(g.removal.is_some())),
+        ],
+        src: Src::Grant(g, identity),
+        tier,
+    }
+}
+
+fn assignment_req<'a>(t: &Types, a: &'a AssignmentState, app: &str, tier: &'a str) -> Req<'a> {
     Req {
         kind: SubjectKind::Assignment,
         principal: t.uid(&t.identity, &a.identity),
         resource: t.uid(&t.entitlement, &format!("{app}/{}", a.entitlement)),
-        context: ctx,
-        subject: Subject {
-            kind: SubjectKind::Assignment,
-            id: format!("assignment:{app}/{}/{}", a.identity, a.entitlement),
-            identity: Some(a.identity.clone()),
-            identity_kind: kind,
-            application: Some(app.to_owned()),
-            entitlement: Some(a.entitlement.clone()),
-            account: None,
-            connector: None,
-            tier: tier.to_owned(),
-        },
-        evidence: a.evidence.clone(),
-        facts: Box::new(move |_| {
-            let a = &a2;
-            format!(
-                "`{}` approved for `{}` in `{}` at {}; in the target: {status}{}",
-                a.identity,
-                a.entitlement,
-                a.application,
-                format_timestamp(&a.granted_at),
-                a.change
-                    .as_ref()
-                    .map(|c| format!(" (change `{c}`)"))
-                    .unwrap_or_else(|| " (no logged change accounts for it)".into())
-            )
-        }),
+        context: vec![
+            ("status", Val::Str(a.status.as_str().to_owned())),
+            ("explained", Val::Bool(a.change.is_some())),
+        ],
+        src: Src::Assignment(a),
+        tier,
     }
 }
 
-fn account_req(
-    t: &Types,
-    a: &AccountState,
-    app_uid: &EntityUid,
-    tier: &str,
-    kind: Option<String>,
-) -> Req {
-    let app = a.application.clone();
-    let ctx = vec![
-        ("orphan", Val::Bool(a.identity.is_none())),
-        ("active", Val::Bool(a.active)),
-        ("entitlements", Val::Long(a.entitlements as i64)),
-    ];
-    let a2 = a.clone();
+fn account_req<'a>(t: &Types, a: &'a AccountState, app_uid: &EntityUid, tier: &'a str) -> Req<'a> {
     Req {
         kind: SubjectKind::Account,
-        principal: t.uid(&t.account, &format!("{app}/{}", a.account)),
+        principal: t.uid(&t.account, &format!("{}/{}", a.application, a.account)),
         resource: app_uid.clone(),
-        context: ctx,
-        subject: Subject {
-            kind: SubjectKind::Account,
-            id: format!("account:{app}/{}", a.account),
-            identity: a.identity.clone(),
-            identity_kind: kind,
-            application: Some(app.clone()),
-            entitlement: None,
-            account: Some(a.account.clone()),
-            connector: None,
-            tier: tier.to_owned(),
-        },
-        evidence: a.evidence.clone(),
-        facts: Box::new(move |_| {
-            let a = &a2;
-            format!(
-                "account `{}` in `{}` ({}) {}; holds {} effective entitlement(s)",
-                a.account,
-                a.application,
-                if a.active { "active" } else { "inactive" },
-                match &a.identity {
-                    Some(i) => format!("belongs to `{i}`"),
-                    None => "maps to no identity".to_owned(),
-                },
-                a.entitlements
-            )
-        }),
-    }
-}
-
-fn connector_req(
-    t: &Types,
-    c: &ConnectorHealth,
-    tier: &str,
-    as_of: &crate::time::Timestamp,
-) -> Req {
-    let uid = t.uid(&t.connector, &c.id);
-    let since_error = c.last_error_at.map(|e| Span::between(&e, as_of));
-    let ctx = vec![
-        ("seen", Val::Bool(c.last_seen.is_some())),
-        ("silence_ms", Val::Long(ms(c.silence))),
-        ("errors", Val::Long(c.errors as i64)),
-        ("has_error", Val::Bool(c.last_error_at.is_some())),
-        ("since_last_error_ms", Val::Long(ms(since_error))),
-        ("failed_attempts", Val::Long(c.failed_attempts as i64)),
-        ("pending_changes", Val::Long(c.pending_changes as i64)),
-        ("failed_changes", Val::Long(c.failed_changes as i64)),
-    ];
-    let c2 = c.clone();
-    let tier_name = tier.to_owned();
-    Req {
-        kind: SubjectKind::Connector,
-        principal: uid.clone(),
-        resource: uid,
-        context: ctx,
-        subject: Subject {
-            kind: SubjectKind::Connector,
-            id: format!("connector:{}", c.id),
-            identity: None,
-            identity_kind: None,
-            application: None,
-            entitlement: None,
-            account: None,
-            connector: Some(c.id.clone()),
-            tier: tier.to_owned(),
-        },
-        evidence: c.evidence.clone(),
-        facts: Box::new(move |targets| {
-            let c = &c2;
-            format!(
-                "connector `{}` (serves {}) last seen {}{}; {} error(s){}; {} pending, {} failed change(s); {tier_name} tier heartbeat window {}",
-                c.id,
-                c.applications.join(", "),
-                c.last_seen
-                    .map(|t| format_timestamp(&t))
-                    .unwrap_or_else(|| "never".into()),
-                c.silence.map(|s| format!(", silent for {s}")).unwrap_or_default(),
-                c.errors,
-                match (&c.last_error_at, &c.last_error) {
-                    (Some(at), Some(e)) => format!(", last {}: {e}", format_timestamp(at)),
-                    _ => String::new(),
-                },
-                c.pending_changes,
-                c.failed_changes,
-                targets.heartbeat_window
-            )
-        }),
-    }
-}
-
-fn snapshot_req(
-    s: &SnapshotFreshness,
-    app_uid: &EntityUid,
-    snap_uid: EntityUid,
-    tier: &str,
-    evidence: Vec<SourceRef>,
-) -> Req {
-    let ctx = vec![("age_ms", Val::Long(s.age.as_millis()))];
-    let s2 = s.clone();
-    let tier_name = tier.to_owned();
-    Req {
-        kind: SubjectKind::Snapshot,
-        principal: app_uid.clone(),
-        resource: snap_uid,
-        context: ctx,
-        subject: Subject {
-            kind: SubjectKind::Snapshot,
-            id: format!("snapshot:{}", s.application),
-            identity: None,
-            identity_kind: None,
-            application: Some(s.application.clone()),
-            entitlement: None,
-            account: None,
-            connector: None,
-            tier: tier.to_owned(),
-        },
-        evidence,
-        facts: Box::new(move |targets| {
-            let s = &s2;
-            format!(
-                "{} snapshot of `{}` taken {}, {} old; {tier_name} tier max snapshot age {}",
-                s.format,
-                s.application,
-                format_timestamp(&s.taken_at),
-                s.age,
-                targets.max_snapshot_age
-            )
-        }),
+        context: vec![
+            ("orphan", Val::Bool(a.identity.is_none())),
+            ("active", Val::Bool(a.active)),
+            ("entitlements", Val::Long(a.entitlements as i64)),
+        ],
+        src: Src::Account(a),
+        tier,
     }
 }

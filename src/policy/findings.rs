@@ -235,4 +235,8 @@ pub struct Evaluation {
     /// lists passing subjects too).
     #[serde(skip)]
     pub evaluated: Vec<(SubjectKind, String)>,
+    /// Time spent inside Cedar's `is_authorized`, summed over threads (for
+    /// `--timings`; never written to an output).
+    #[serde(skip)]
+    pub cedar_time: std::time::Duration,
 }

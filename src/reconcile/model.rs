@@ -245,6 +245,19 @@ pub enum AssignmentStatus {
     NotDesired,
 }
 
+impl AssignmentStatus {
+    /// The snake_case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AssignmentStatus::Provisioned => "provisioned",
+            AssignmentStatus::AfterSnapshot => "after_snapshot",
+            AssignmentStatus::NotProvisioned => "not_provisioned",
+            AssignmentStatus::MissedEvent => "missed_event",
+            AssignmentStatus::NotDesired => "not_desired",
+        }
+    }
+}
+
 /// An approved assignment and its state in the target.
 #[derive(Clone, Debug, Serialize)]
 pub struct AssignmentState {
