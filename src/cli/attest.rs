@@ -51,6 +51,8 @@ pub struct AttestArgs {
 
 /// Runs `syncproof attest`.
 pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
+    let mut progress = super::progress::Progress::new(args.common.timings);
+    progress.phase("compiling policies");
     let pack = args.policy.compile()?;
     let templates = match &args.templates {
         Some(dir) => Templates::with_overlay(dir)?,
@@ -68,7 +70,9 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
             pub_path.display()
         ));
     }
+    progress.phase("reading and reconciling the collection");
     let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
+    progress.phase("evaluating policies");
     let mut eval = crate::policy::evaluate(
         &reconciled,
         &pack,
@@ -76,9 +80,11 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
             keep_subjects: true,
         },
     )?;
+    progress.phase("applying exceptions");
     let applied = args
         .exceptions
         .apply(&args.collection, &reconciled, &pack, &mut eval)?;
+    progress.phase("rendering reports");
     let fail_on = args.fail_on.unwrap_or(Severity::Low);
     let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, fail_on);
     let report = Report::new(
@@ -124,6 +130,7 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         },
         "subjects": assessment.subjects,
     });
+    progress.phase("hashing, signing and writing the pack");
     let summary = builder.write(
         &args.out,
         PackOptions {
@@ -135,6 +142,7 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         },
         &key,
     )?;
+    progress.finish(Some(eval.cedar_time));
     if throwaway {
         let pem = key.public_key().to_pem()?;
         write_public_key(&pub_path, &pem)?;

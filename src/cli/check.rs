@@ -38,16 +38,22 @@ pub struct CheckArgs {
 
 /// Runs `syncproof check`.
 pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
+    let mut progress = super::progress::Progress::new(args.common.timings);
+    progress.phase("compiling policies");
     let pack = args.policy.compile()?;
+    progress.phase("reading and reconciling the collection");
     let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
+    progress.phase("evaluating policies");
     let mut eval = crate::policy::evaluate(
         &reconciled,
         &pack,
         crate::policy::EvaluateOptions::default(),
     )?;
+    progress.phase("applying exceptions");
     let applied = args
         .exceptions
         .apply(&args.collection, &reconciled, &pack, &mut eval)?;
+    progress.phase("rendering");
     let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, args.fail_on);
     let bytes = match args.format {
         CheckFormat::Json => assessment
@@ -61,6 +67,7 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
             out
         }
     };
+    progress.finish(Some(eval.cedar_time));
     write_stdout(&bytes)?;
     Ok(match assessment.verdict {
         Verdict::Pass => ExitCode::Clean,

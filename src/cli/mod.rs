@@ -13,6 +13,7 @@ mod attest;
 mod check;
 mod keygen;
 mod policy;
+mod progress;
 mod reconcile;
 mod verify;
 
@@ -70,6 +71,9 @@ pub struct CollectionArgs {
     /// Set bad sync-log lines aside and list them, instead of failing.
     #[arg(long)]
     pub quarantine: bool,
+    /// Print how long each phase took on stderr.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Where approved exceptions come from.

@@ -1,0 +1,82 @@
+//! Progress and timings on stderr.
+//!
+//! A spinner naming the current phase is shown only when stderr is a terminal
+//! and the `CI` environment variable is unset; CI logs and pipes stay quiet.
+//! `--timings` prints how long each phase took, and how much of the policy
+//! phase was spent inside Cedar's `is_authorized`.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Phase reporting for one command run.
+pub(crate) struct Progress {
+    bar: Option<ProgressBar>,
+    timings: bool,
+    started: Instant,
+    phase: Option<(String, Instant)>,
+    done: Vec<(String, Duration)>,
+}
+
+impl Progress {
+    /// Starts reporting; `timings` asks for the per-phase table at the end.
+    pub(crate) fn new(timings: bool) -> Self {
+        let interactive = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        let bar = interactive.then(|| {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress {
+            bar,
+            timings,
+            started: Instant::now(),
+            phase: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends the current phase (if any) and starts `name`.
+    pub(crate) fn phase(&mut self, name: &str) {
+        self.end_phase();
+        if let Some(bar) = &self.bar {
+            bar.set_message(name.to_owned());
+        }
+        self.phase = Some((name.to_owned(), Instant::now()));
+    }
+
+    fn end_phase(&mut self) {
+        if let Some((name, t)) = self.phase.take() {
+            self.done.push((name, t.elapsed()));
+        }
+    }
+
+    /// Clears the spinner and, with `--timings`, prints the phases.
+    pub(crate) fn finish(mut self, cedar: Option<Duration>) {
+        self.end_phase();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if !self.timings {
+            return;
+        }
+        let total = self.started.elapsed();
+        let mut lines = vec!["timings (wall clock, this machine):".to_owned()];
+        for (name, d) in &self.done {
+            lines.push(format!("  {name:<40} {:>10.3} s", d.as_secs_f64()));
+        }
+        if let Some(c) = cedar {
+            lines.push(format!(
+                "  {:<40} {:>10.3} s (CPU time summed over threads)",
+                "  of which inside Cedar is_authorized",
+                c.as_secs_f64()
+            ));
+        }
+        lines.push(format!("  {:<40} {:>10.3} s", "total", total.as_secs_f64()));
+        super::note(&lines.join("\n"));
+    }
+}
