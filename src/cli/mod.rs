@@ -9,6 +9,7 @@ use std::process::Termination;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod generate;
 mod keygen;
 mod reconcile;
 mod verify;
@@ -125,6 +126,9 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     /// Verify a signed evidence pack against a pinned public key.
     Verify(verify::VerifyArgs),
+    /// Write a synthetic collection of a given size, with planted violations
+    /// and their ground truth.
+    Generate(generate::GenerateArgs),
 }
 
 /// Parses the command line, runs it and returns the exit code.
@@ -146,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Reconcile(args) => reconcile::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Generate(args) => generate::run(&args),
     };
     match result {
         Ok(code) => code,
