@@ -178,6 +178,7 @@ enum Place {
     NextFile,
 }
 
+/// A CloudEvents 1.0 envelope in structured mode, fields in the samples' order.
 #[derive(Serialize)]
 struct Envelope<'a, D: Serialize> {
     specversion: &'static str,
@@ -190,6 +191,7 @@ struct Envelope<'a, D: Serialize> {
     data: D,
 }
 
+/// `data` of `change.requested`.
 #[derive(Serialize)]
 struct Requested<'a> {
     idempotency_key: &'a str,
@@ -203,6 +205,7 @@ struct Requested<'a> {
     ticket: &'a str,
 }
 
+/// `data` of `change.attempted`.
 #[derive(Serialize)]
 struct Attempted<'a> {
     idempotency_key: &'a str,
@@ -212,18 +215,21 @@ struct Attempted<'a> {
     error: Option<&'a str>,
 }
 
+/// `data` of `change.confirmed`.
 #[derive(Serialize)]
 struct Confirmed<'a> {
     idempotency_key: &'a str,
     method: &'static str,
 }
 
+/// `data` of `change.failed`.
 #[derive(Serialize)]
 struct Failed<'a> {
     idempotency_key: &'a str,
     reason: &'a str,
 }
 
+/// `data` of `connector.heartbeat` (no error) and `connector.error`.
 #[derive(Serialize)]
 struct ConnectorData<'a> {
     connector: &'a str,
@@ -289,6 +295,7 @@ impl<'w> AppBuilder<'w> {
         b
     }
 
+    /// A random, deterministic UUID-shaped SCIM id.
     fn uuid(&mut self) -> String {
         let a: u64 = self.rng.gen();
         let b: u64 = self.rng.gen();
@@ -555,6 +562,8 @@ impl<'w> AppBuilder<'w> {
         }
     }
 
+    /// Queues one line; late-evening lines are sometimes replayed at the top
+    /// of the next day's file, as overlapping exports do.
     fn push_line(&mut self, t: i64, text: String, place: Place) {
         let day = day_of(t);
         let (file, order) = match place {
@@ -589,6 +598,7 @@ impl<'w> AppBuilder<'w> {
         self.lines += 1;
     }
 
+    /// Queues one CloudEvent, from the workflow engine or this connector.
     fn event<D: Serialize>(
         &mut self,
         t: i64,
@@ -620,6 +630,7 @@ impl<'w> AppBuilder<'w> {
         Ok(())
     }
 
+    /// The next event id of this connector.
     fn connector_id(&mut self) -> String {
         self.connector_seq += 1;
         format!("{}-{:07}", self.app.connector, self.connector_seq)
@@ -809,6 +820,7 @@ impl<'w> AppBuilder<'w> {
         Ok(key)
     }
 
+    /// Records an expected finding.
     fn finding(&mut self, policy: &str, subject: String) {
         self.out.findings.push(TruthFinding {
             policy_id: policy.to_owned(),
@@ -816,6 +828,7 @@ impl<'w> AppBuilder<'w> {
         });
     }
 
+    /// The subject id of an effective grant.
     fn grant_subject(&self, acct: usize, k: usize) -> String {
         format!(
             "grant:{}/{}/{}",

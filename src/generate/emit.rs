@@ -18,8 +18,11 @@ use super::world::{
 };
 use super::GenerateError;
 
+/// SCIM ListResponse schema URN.
 const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+/// SCIM User schema URN.
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// SCIM Group schema URN.
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 /// A buffered file that remembers its path for error messages.
@@ -28,6 +31,7 @@ pub(crate) struct Out {
     w: BufWriter<File>,
 }
 
+/// Buffered writing with path-bearing errors.
 impl Out {
     /// Creates (truncates) `path`.
     pub(crate) fn create(path: PathBuf) -> Result<Out, GenerateError> {
@@ -209,6 +213,7 @@ pub(crate) fn assignments(
     o.write(s.as_bytes())
 }
 
+/// An RFC 7644 ListResponse without pagination.
 #[derive(Serialize)]
 struct ListResponse<R: Serialize> {
     schemas: [&'static str; 1],
@@ -218,17 +223,20 @@ struct ListResponse<R: Serialize> {
     resources: Vec<R>,
 }
 
+/// A SCIM multi-valued attribute entry.
 #[derive(Serialize)]
 struct Value<'a> {
     value: &'a str,
 }
 
+/// SCIM `meta` (ignored by syncproof, present in real exports).
 #[derive(Serialize)]
 struct Meta {
     #[serde(rename = "resourceType")]
     resource_type: &'static str,
 }
 
+/// A SCIM User.
 #[derive(Serialize)]
 struct UserResource<'a> {
     schemas: [&'static str; 1],
@@ -247,6 +255,7 @@ struct UserResource<'a> {
     meta: Meta,
 }
 
+/// A SCIM Group member.
 #[derive(Serialize)]
 struct Member<'a> {
     value: &'a str,
@@ -254,6 +263,7 @@ struct Member<'a> {
     ty: &'static str,
 }
 
+/// A SCIM Group.
 #[derive(Serialize)]
 struct GroupResource<'a> {
     schemas: [&'static str; 1],
@@ -269,6 +279,7 @@ struct GroupResource<'a> {
     meta: Meta,
 }
 
+/// Writes `doc` as pretty JSON with a final newline.
 fn write_json<T: Serialize>(path: PathBuf, doc: &T) -> Result<(), GenerateError> {
     let mut o = Out::create(path)?;
     serde_json::to_writer_pretty(&mut o.w, doc).map_err(|e| GenerateError::Serialize {
@@ -295,6 +306,7 @@ pub(crate) fn snapshot(
     // Some applications list direct access as `roles`, the rest as
     // `entitlements`; syncproof treats both alike.
     let as_roles = a % 3 == 1;
+    /// Direct values as `entitlements` or as `roles`.
     fn split(as_roles: bool, values: Vec<Value<'_>>) -> (Vec<Value<'_>>, Vec<Value<'_>>) {
         if as_roles {
             (Vec::new(), values)
@@ -381,6 +393,7 @@ pub(crate) fn snapshot(
 /// Writes a legacy CSV export: one row per (account, entitlement), with the
 /// group it is held through, extra columns syncproof ignores.
 fn csv_export(path: PathBuf, out: &AppOutput, taken_at: i64) -> Result<(), GenerateError> {
+    /// Values of an extra column syncproof ignores.
     const DEPARTMENTS: [&str; 5] = ["Finance", "Engineering", "People Ops", "Sales", "Support"];
     let o = Out::create(path)?;
     let err = |e: csv::Error| GenerateError::Serialize {
@@ -437,6 +450,7 @@ pub(crate) struct Logs {
     files: Vec<Out>,
 }
 
+/// Creating, appending to and closing the sync logs.
 impl Logs {
     /// Creates every sync-log file (empty ones too: the manifest names them).
     pub(crate) fn create(root: &Path, world: &World) -> Result<Logs, GenerateError> {

@@ -10,13 +10,13 @@
 //!
 //! # How it works
 //!
-//! [`world::draw`] fixes the identities (about 70% people, the rest service
+//! `world::draw` fixes the identities (about 70% people, the rest service
 //! accounts, API keys, bots and workloads with a human owner), the
 //! applications (10% critical, 20% high, 40% medium, 30% low; every tenth a
 //! CSV export), who has an account where, which connectors go silent or
 //! fail, which snapshots are stale, and which application hosts which
 //! planted violation. Then each application is generated on its own
-//! ([`app::AppBuilder`]) and written at once: its snapshot, its assignments
+//! (`app::AppBuilder`) and written at once: its snapshot, its assignments
 //! (appended to the desired state) and its sync-log lines (appended to the
 //! day files). Only one application's records are ever in memory.
 //!
@@ -41,9 +41,13 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// One application's slice of the workload.
 mod app;
+/// Writing the collection's files.
 mod emit;
+/// The ground-truth file.
 pub mod truth;
+/// Identities, applications and plant placement.
 mod world;
 
 use truth::{ChangeCounts, DriftCounts, LogCounts, Truth};

@@ -53,6 +53,7 @@ pub struct DriftCounts {
     pub missed_event: u64,
 }
 
+/// Accumulation.
 impl DriftCounts {
     /// Adds `other` into `self`.
     pub(crate) fn add(&mut self, other: &DriftCounts) {
@@ -76,6 +77,7 @@ pub struct ChangeCounts {
     pub pending: u64,
 }
 
+/// Accumulation.
 impl ChangeCounts {
     /// Adds `other` into `self`.
     pub(crate) fn add(&mut self, other: &ChangeCounts) {
@@ -115,6 +117,7 @@ pub struct Truth {
     pub log: LogCounts,
 }
 
+/// Construction.
 impl Truth {
     /// Builds the truth from the accumulated pieces, sorting the findings and
     /// counting them per policy.

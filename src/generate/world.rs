@@ -112,6 +112,7 @@ pub(crate) enum Plant {
     MissedEvent,
 }
 
+/// The catalogue of plants.
 impl Plant {
     /// The per-subject plants, in planting order.
     pub(crate) const ALL: [Plant; 13] = [
@@ -144,6 +145,7 @@ pub(crate) struct IdentitySpec {
     pub(crate) alt_app: Option<u32>,
 }
 
+/// Predicates.
 impl IdentitySpec {
     /// Whether its approved access is desired.
     pub(crate) fn is_active(&self) -> bool {
@@ -178,6 +180,7 @@ pub(crate) struct AppSpec {
     pub(crate) plants: Vec<Plant>,
 }
 
+/// Derived values.
 impl AppSpec {
     /// The tier's targets.
     pub(crate) fn tier(&self) -> &'static Tier {
@@ -206,16 +209,19 @@ pub(crate) struct World {
     pub(crate) members: Vec<Vec<u32>>,
 }
 
+/// First names of generated people.
 const FIRST: [&str; 24] = [
     "olivia", "liam", "emma", "noah", "ava", "mateo", "sofia", "lucas", "mia", "hiro", "priya",
     "kofi", "ines", "omar", "grace", "dan", "kate", "frank", "alice", "bob", "carol", "erin",
     "jamal", "maria",
 ];
+/// Last names of generated people.
 const LAST: [&str; 24] = [
     "chen", "nguyen", "okafor", "smith", "rossi", "tanaka", "shah", "duarte", "kim", "reyes",
     "moreau", "li", "walsh", "price", "berg", "obrien", "garcia", "mueller", "silva", "novak",
     "haddad", "larsen", "dubois", "costa",
 ];
+/// Words for non-human identity names.
 const WORDS: [&str; 16] = [
     "billing",
     "ledger",

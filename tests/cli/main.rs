@@ -1,1 +1,3 @@
 //! CLI integration tests: one binary, one module per subcommand.
+
+mod generate;
