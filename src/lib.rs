@@ -28,6 +28,7 @@
 
 pub mod cli;
 pub mod evidence;
+pub mod generate;
 pub mod ingest;
 pub mod policy;
 pub mod reconcile;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod attest;
 mod check;
+mod generate;
 mod keygen;
 mod policy;
 mod progress;
@@ -235,6 +236,9 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     /// Verify a signed evidence pack against a pinned public key.
     Verify(verify::VerifyArgs),
+    /// Write a synthetic collection of a given size, with planted violations
+    /// and their ground truth.
+    Generate(generate::GenerateArgs),
 }
 
 /// Parses the command line, runs it and returns the exit code.
@@ -259,6 +263,7 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(&cmd),
         Command::Keygen(args) => keygen::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Generate(args) => generate::run(&args),
     };
     match result {
         Ok(code) => code,
