@@ -10,10 +10,6 @@ use predicates::str::contains;
 use serde_json::Value;
 
 /// The binary under test.
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a failure here is a test failure"
-)]
 fn syncproof() -> Command {
     Command::cargo_bin("syncproof").unwrap()
 }
@@ -40,10 +36,6 @@ fn generate(tmp: &Path, name: &str, seed: u64) -> PathBuf {
 }
 
 /// The parsed truth file of collection `out`.
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a failure here is a test failure"
-)]
 fn truth(out: &Path) -> Value {
     let mut name = out.file_name().unwrap().to_os_string();
     name.push(".truth.json");
@@ -52,10 +44,6 @@ fn truth(out: &Path) -> Value {
 }
 
 /// How many items of `list` have each value of `field`.
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a failure here is a test failure"
-)]
 fn count_by(list: &Value, field: &str) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for item in list.as_array().unwrap() {
@@ -67,10 +55,6 @@ fn count_by(list: &Value, field: &str) -> BTreeMap<String, u64> {
 }
 
 /// Every file under `root`, relative path → bytes.
-#[expect(
-    clippy::unwrap_used,
-    reason = "test helper: a failure here is a test failure"
-)]
 fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(root)
         .into_iter()
