@@ -8,6 +8,8 @@ pub mod controls;
 mod evaluate;
 pub mod findings;
 pub mod pack;
+#[cfg(test)]
+mod tests;
 
 pub use evaluate::{evaluate, EvaluateError, EvaluateOptions};
 pub use findings::{Evaluation, Finding, Severity, Subject, SubjectKind};
