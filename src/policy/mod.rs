@@ -9,6 +9,8 @@ mod evaluate;
 pub mod exceptions;
 pub mod findings;
 pub mod pack;
+#[cfg(test)]
+mod tests;
 
 pub use evaluate::{evaluate, EvaluateError, EvaluateOptions};
 pub use findings::{Evaluation, Finding, Severity, Subject, SubjectKind};

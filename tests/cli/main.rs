@@ -3,10 +3,18 @@
 // `#[cfg(test)]` (always true here) marks the modules as test code for
 // clippy's `allow-unwrap-in-tests`, which covers their helper functions too.
 #[cfg(test)]
+mod attest;
+#[cfg(test)]
+mod check;
+#[cfg(test)]
 mod external;
 #[cfg(test)]
 mod generate;
 #[cfg(test)]
 mod keygen;
+#[cfg(test)]
+mod reconcile;
+#[cfg(test)]
+mod support;
 #[cfg(test)]
 mod verify;
