@@ -36,7 +36,7 @@ fn source() -> SourceRef {
     SourceRef {
         file: "test".into(),
         line: 1,
-        sha256: String::new(),
+        sha256: Default::default(),
     }
 }
 

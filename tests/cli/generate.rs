@@ -173,7 +173,6 @@ fn bad_arguments_exit_2() {
 }
 
 #[test]
-#[ignore = "needs the check command; enabled when merged"]
 fn check_finds_exactly_the_planted_findings() {
     let tmp = tempfile::tempdir().unwrap();
     let out = generate(tmp.path(), "w", 7);
