@@ -224,7 +224,8 @@ struct Risk {
     uuid: Uuid,
     /// Policy title and subject.
     title: String,
-    /// The facts.
+    /// The facts, and the exception when one covers it (a risk has no
+    /// `remarks` in OSCAL 1.1.3).
     description: String,
     /// What is at stake and the remediation.
     statement: String,
@@ -238,9 +239,6 @@ struct Risk {
     /// The files behind it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     related_observations: Vec<RelatedObservation>,
-    /// The exception, when one covers it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remarks: Option<String>,
 }
 
 /// A `finding`.
@@ -549,18 +547,22 @@ fn observations(
 
 /// One risk per finding.
 fn risk(uuid: Uuid, f: &Finding, observations: BTreeSet<Uuid>) -> Risk {
-    let (status, deadline, remarks) = match &f.exception {
+    let (status, deadline, description) = match &f.exception {
         Some(x) => (
             "deviation-approved",
             crate::time::parse_timestamp(&x.expires_at)
                 .ok()
                 .map(|t| format_timestamp(&t)),
-            Some(format!(
-                "excepted by {}: {} (approved by {}, expires {})",
-                x.id, x.justification, x.approver, x.expires_at
-            )),
+            format!(
+                "{}. Excepted by {}: {} (approved by {}, expires {}).",
+                f.facts.trim_end_matches('.'),
+                x.id,
+                x.justification,
+                x.approver,
+                x.expires_at
+            ),
         ),
-        None => ("open", None, None),
+        None => ("open", None, f.facts.clone()),
     };
     let mut props = vec![
         Prop::ours("policy-id", f.policy_id.clone()),
@@ -569,11 +571,15 @@ fn risk(uuid: Uuid, f: &Finding, observations: BTreeSet<Uuid>) -> Risk {
     ];
     if let Some(x) = &f.exception {
         props.push(Prop::ours("exception-id", x.id.clone()));
+        props.push(Prop::ours("exception-approver", x.approver.clone()));
+        if let Some(ticket) = &x.ticket {
+            props.push(Prop::ours("exception-ticket", ticket.clone()));
+        }
     }
     Risk {
         uuid,
         title: format!("{}: {}", f.title, f.subject.id),
-        description: f.facts.clone(),
+        description,
         statement: format!(
             "{} ({} severity, controls {}). Remediation: {}",
             f.title,
@@ -592,7 +598,6 @@ fn risk(uuid: Uuid, f: &Finding, observations: BTreeSet<Uuid>) -> Risk {
             .into_iter()
             .map(|observation_uuid| RelatedObservation { observation_uuid })
             .collect(),
-        remarks,
     }
 }
 

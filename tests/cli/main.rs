@@ -5,6 +5,8 @@
 #[cfg(test)]
 mod external;
 #[cfg(test)]
+mod formats;
+#[cfg(test)]
 mod keygen;
 #[cfg(test)]
 mod verify;
