@@ -4,7 +4,7 @@
 //! list of files an evidence pack carries, and small helpers.
 //!
 //! Every format is rendered from the one findings model,
-//! [`Assessment`](super::assessment::Assessment); none computes findings of
+//! [`Assessment`]; none computes findings of
 //! its own. Every format is a pure function of its inputs: rendering twice
 //! gives identical bytes (no wall clock, no random ids, no hash-map order).
 
