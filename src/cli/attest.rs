@@ -99,10 +99,20 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         .to_json()
         .map_err(|e| miette::miette!("cannot serialise the findings: {e}"))?;
 
+    let machine = crate::evidence::formats::machine_files_with(
+        &assessment,
+        &eval,
+        &reconciled,
+        &pack.catalog,
+        Some(&pack.tiers),
+    )?;
     let mut builder = PackBuilder::new();
     builder.add("report.html", html)?;
     builder.add("report.md", md)?;
     builder.add("findings.json", findings)?;
+    for (name, bytes) in machine {
+        builder.add(name, bytes)?;
+    }
     for (name, text) in &pack.files {
         builder.add(format!("policies/{name}"), text.clone())?;
     }

@@ -1,7 +1,9 @@
 //! `syncproof check`: the CI gate. Evaluates the policies over a collection
-//! and exits 1 when any finding is at or above `--fail-on`.
+//! and exits 1 when any finding is at or above `--fail-on`. The report —
+//! text, JSON, SARIF, JUnit XML or OSCAL — is written in every case, so a CI
+//! step can upload it even when the gate fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{write_stdout, ExitCode};
 use crate::evidence::assessment::{Assessment, Verdict};
@@ -15,6 +17,12 @@ pub enum CheckFormat {
     Text,
     /// The findings model as JSON.
     Json,
+    /// SARIF 2.1.0, for GitHub code scanning and other SARIF consumers.
+    Sarif,
+    /// JUnit XML, for CI test reports (GitLab, Jenkins, ...).
+    Junit,
+    /// OSCAL Assessment Results 1.1.3 (JSON), for GRC platforms.
+    Oscal,
 }
 
 /// Arguments of `syncproof check`.
@@ -47,7 +55,10 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
     let mut eval = crate::policy::evaluate(
         &reconciled,
         &pack,
-        crate::policy::EvaluateOptions::default(),
+        crate::policy::EvaluateOptions {
+            // JUnit lists passing subjects too; the others need only counts.
+            keep_subjects: args.format == CheckFormat::Junit,
+        },
     )?;
     progress.phase("applying exceptions");
     let applied = args
@@ -55,22 +66,74 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
         .apply(&args.collection, &reconciled, &pack, &mut eval)?;
     progress.phase("rendering");
     let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, args.fail_on);
-    let bytes = match args.format {
-        CheckFormat::Json => assessment
-            .to_json()
-            .map_err(|e| miette::miette!("cannot serialise the findings: {e}"))?
-            .into_bytes(),
-        CheckFormat::Text => {
-            let mut out = Vec::new();
-            crate::evidence::text::render(&assessment, &mut out)
-                .map_err(|e| miette::miette!("cannot render the report: {e}"))?;
-            out
+    let mut out = Vec::new();
+    match args.format {
+        CheckFormat::Json => {
+            out = assessment
+                .to_json()
+                .map_err(|e| miette::miette!("cannot serialise the findings: {e}"))?
+                .into_bytes()
         }
-    };
+        CheckFormat::Text => crate::evidence::text::render(&assessment, &mut out)
+            .map_err(|e| miette::miette!("cannot render the report: {e}"))?,
+        CheckFormat::Sarif => crate::evidence::sarif::render(
+            &assessment,
+            &pack.catalog,
+            &uri_base(&args.collection),
+            &mut out,
+        )?,
+        CheckFormat::Junit => crate::evidence::junit::render(&assessment, &eval, &mut out)?,
+        CheckFormat::Oscal => crate::evidence::oscal::render(
+            &assessment,
+            &reconciled,
+            &pack.catalog,
+            Some(&pack.tiers),
+            &mut out,
+        )?,
+    }
     progress.finish(Some(eval.cedar_time));
-    write_stdout(&bytes)?;
+    write_stdout(&out)?;
     Ok(match assessment.verdict {
         Verdict::Pass => ExitCode::Clean,
         Verdict::Fail => ExitCode::Failed,
     })
+}
+
+/// The prefix SARIF puts before evidence paths: the collection directory as
+/// given (relative to the working directory, which CI runs at the repository
+/// root), `/`-separated; for an absolute path, a `file://` URI.
+fn uri_base(collection: &Path) -> String {
+    if collection.is_absolute() {
+        return format!(
+            "file://{}/",
+            collection
+                .to_string_lossy()
+                .replace('\\', "/")
+                .trim_end_matches('/')
+        );
+    }
+    let parts: Vec<String> = collection
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", parts.join("/"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_base_of_collection_paths() {
+        assert_eq!(uri_base(Path::new("samples")), "samples/");
+        assert_eq!(uri_base(Path::new("./samples/")), "samples/");
+        assert_eq!(uri_base(Path::new("a/b")), "a/b/");
+        assert_eq!(uri_base(Path::new(".")), "");
+        assert_eq!(uri_base(Path::new("/x/y")), "file:///x/y/");
+    }
 }

@@ -9,6 +9,8 @@ mod check;
 #[cfg(test)]
 mod external;
 #[cfg(test)]
+mod formats;
+#[cfg(test)]
 mod generate;
 #[cfg(test)]
 mod keygen;
