@@ -76,7 +76,7 @@ pub(crate) fn log_files(world: &World) -> Vec<String> {
     let mut files: Vec<String> = (0..DAY_FILES as i64)
         .map(|d| {
             let date = timestamp(first + d * DAY);
-            format!("logs/sync-{}.jsonl", &date[..10])
+            format!("logs/sync-{}.jsonl", date.get(..10).unwrap_or_default())
         })
         .collect();
     if world.apps.iter().any(|a| a.csv) {
@@ -401,7 +401,7 @@ fn csv_export(path: PathBuf, out: &AppOutput, taken_at: i64) -> Result<(), Gener
         message: e.to_string(),
     };
     let last_login = timestamp(taken_at - DAY);
-    let last_login = &last_login[..10];
+    let last_login = last_login.get(..10).unwrap_or_default();
     let path = o.path.clone();
     let mut w = csv::Writer::from_writer(o.w);
     w.write_record([
