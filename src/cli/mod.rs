@@ -187,9 +187,8 @@ pub(crate) fn load_and_reconcile(
             root.display()
         ));
     }
-    let collection = crate::ingest::load(root)?;
-    let reconciled = crate::reconcile::run(
-        &collection,
+    let (_collection, reconciled) = crate::reconcile::load_and_run(
+        root,
         &crate::reconcile::Options {
             as_of: common.as_of,
             quarantine: common.quarantine,

@@ -140,77 +140,111 @@ pub(crate) fn manifest(
     for f in log_files(world) {
         s.push_str(&format!("  - {f}\n"));
     }
-    s.push_str("\ndesired_state: desired/governance.yaml\n");
+    s.push_str(&format!("\ndesired_state: {DESIRED_STATE}\n"));
     o.write(s.as_bytes())?;
     o.finish()
 }
 
+/// The desired state being written: JSON, as an identity governance system
+/// exports it at this scale (YAML parses at a few tens of MB/s; a desired
+/// state of a million identities is written as JSON by every IGA export).
+pub(crate) struct DesiredOut {
+    out: Out,
+    first_assignment: bool,
+}
+
+impl DesiredOut {
+    /// Closes the `assignments` array and the document.
+    pub(crate) fn finish(mut self) -> Result<(), GenerateError> {
+        self.out.write(b"\n  ]\n}\n")?;
+        self.out.finish()
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// Where the desired state is written.
+pub(crate) const DESIRED_STATE: &str = "desired/governance.json";
+
 /// Starts the desired state: the header and every identity, then the
-/// `assignments:` key that [`assignments`] appends to.
-pub(crate) fn desired_start(root: &Path, world: &World) -> Result<Out, GenerateError> {
-    let mut o = Out::create(root.join("desired/governance.yaml"))?;
+/// `assignments` array that [`assignments`] appends to.
+pub(crate) fn desired_start(root: &Path, world: &World) -> Result<DesiredOut, GenerateError> {
+    let mut o = Out::create(root.join(DESIRED_STATE))?;
     let head = format!(
-        "# Desired state exported from the identity governance system (synthetic).\nexported_at: {}\n\nidentities:\n",
+        "{{\n  \"exported_at\": \"{}\",\n  \"identities\": [\n",
         timestamp(AS_OF - 2 * MINUTE)
     );
     o.write(head.as_bytes())?;
     let mut s = String::with_capacity(1 << 16);
     for (i, spec) in world.identities.iter().enumerate() {
         let i = i as u32;
+        if i > 0 {
+            s.push_str(",\n");
+        }
         s.push_str(&format!(
-            "  - id: {}\n    display_name: {}\n    kind: {}\n",
-            identity_id(i, &spec.kind),
-            display_name(i, &spec.kind),
-            spec.kind.as_str()
+            "    {{\"id\": {}, \"display_name\": {}, \"kind\": {}",
+            json_str(&identity_id(i, &spec.kind)),
+            json_str(&display_name(i, &spec.kind)),
+            json_str(spec.kind.as_str())
         ));
         if !spec.kind.is_human() {
             let owner = &world.identities[spec.owner as usize];
             s.push_str(&format!(
-                "    owner: {}\n",
-                identity_id(spec.owner, &owner.kind)
+                ", \"owner\": {}",
+                json_str(&identity_id(spec.owner, &owner.kind))
             ));
         }
-        s.push_str(&format!("    status: {}\n", spec.status.as_str()));
+        s.push_str(&format!(", \"status\": {}", json_str(spec.status.as_str())));
         if let Some(a) = spec.alt_app {
             s.push_str(&format!(
-                "    accounts:\n      {}: {}\n",
-                world.apps[a as usize].id,
-                alt_account_name(i, &spec.kind)
+                ", \"accounts\": {{{}: {}}}",
+                json_str(&world.apps[a as usize].id),
+                json_str(&alt_account_name(i, &spec.kind))
             ));
         }
+        s.push('}');
         if s.len() > 1 << 15 {
             o.write(s.as_bytes())?;
             s.clear();
         }
     }
-    s.push_str("\nassignments:\n");
+    s.push_str("\n  ],\n  \"assignments\": [\n");
     o.write(s.as_bytes())?;
-    Ok(o)
+    Ok(DesiredOut {
+        out: o,
+        first_assignment: true,
+    })
 }
 
 /// Appends one application's assignments to the desired state.
 pub(crate) fn assignments(
-    o: &mut Out,
+    o: &mut DesiredOut,
     world: &World,
     a: usize,
     out: &AppOutput,
 ) -> Result<(), GenerateError> {
-    let app = &world.apps[a].id;
+    let app = json_str(&world.apps[a].id);
     let mut s = String::new();
     for x in &out.assignments {
         let kind = &world.identities[x.identity as usize].kind;
+        if !o.first_assignment {
+            s.push_str(",\n");
+        }
+        o.first_assignment = false;
         s.push_str(&format!(
-            "  - identity: {}\n    application: {app}\n    entitlement: {}\n    granted_at: {}\n",
-            identity_id(x.identity, kind),
-            x.entitlement,
+            "    {{\"identity\": {}, \"application\": {app}, \"entitlement\": {}, \"granted_at\": \"{}\"",
+            json_str(&identity_id(x.identity, kind)),
+            json_str(&x.entitlement),
             timestamp(x.granted_at)
         ));
         if let Some(e) = x.expires_at {
-            s.push_str(&format!("    expires_at: {}\n", timestamp(e)));
+            s.push_str(&format!(", \"expires_at\": \"{}\"", timestamp(e)));
         }
-        s.push_str(&format!("    approval: {}\n", x.approval));
+        s.push_str(&format!(", \"approval\": {}}}", json_str(&x.approval)));
     }
-    o.write(s.as_bytes())
+    o.out.write(s.as_bytes())
 }
 
 /// An RFC 7644 ListResponse without pagination.

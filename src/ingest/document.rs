@@ -17,6 +17,12 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Re
 
 /// Parses a YAML document as `T`.
 pub(crate) fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, RecordError> {
+    // Fast path: most documents are valid, and tracking the path of every
+    // value costs time on large exports. Only a failure is parsed again, with
+    // path tracking, to say where it failed.
+    if let Ok(v) = serde_yaml_ng::from_str(text) {
+        return Ok(v);
+    }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -44,6 +50,10 @@ pub(crate) fn parse_json<'a, T: serde::Deserialize<'a>>(
     file: &str,
     text: &'a str,
 ) -> Result<T, RecordError> {
+    // Fast path, as for YAML.
+    if let Ok(v) = serde_json::from_str(text) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

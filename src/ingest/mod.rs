@@ -9,6 +9,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 pub mod collection;
 mod csv_export;
 mod desired;
@@ -56,6 +58,64 @@ pub struct Collection {
 pub fn load(root: &Path) -> Result<Collection, IngestError> {
     let manifest = collection::read_manifest(root)?;
     let inputs = collection::discover(root, &manifest)?;
+    load_records(root, manifest, inputs)
+}
+
+/// What the sync-log reader needs to know before the collection is loaded.
+pub struct Preamble<'a> {
+    /// The applications from `collection.yaml`.
+    pub applications: &'a [Application],
+    /// `collected_at` from `collection.yaml`.
+    pub collected_at: Timestamp,
+}
+
+/// Loads the collection at `root` and, at the same time on another core,
+/// streams its sync-log events into the sink that `make_sink` builds from the
+/// manifest. Equivalent to [`load`] followed by
+/// [`Collection::read_events`], but the logs are read while the desired state
+/// and snapshots are parsed.
+pub fn load_with_events<S, M, P>(
+    root: &Path,
+    quarantine: bool,
+    make_sink: M,
+    push: P,
+) -> Result<(Collection, S, Vec<Rejected>), IngestError>
+where
+    S: Send,
+    M: FnOnce(&Preamble<'_>) -> S,
+    P: Fn(&mut S, Event) + Sync,
+{
+    let manifest = collection::read_manifest(root)?;
+    let inputs = collection::discover(root, &manifest)?;
+    let mut sink = make_sink(&Preamble {
+        applications: &manifest.applications,
+        collected_at: manifest.collected_at,
+    });
+    let logs = manifest.sync_logs.clone();
+    let applications = manifest.applications.clone();
+    let (loaded, events) = rayon::join(
+        || load_records(root, manifest, inputs),
+        || {
+            let r = read_logs(root, &logs, &applications, quarantine, &mut |e| {
+                push(&mut sink, e)
+            });
+            r.map(|rejected| (sink, rejected))
+        },
+    );
+    // Input errors of the records come first, as `load` would report them.
+    let collection = loaded?;
+    let (sink, rejected) = events?;
+    Ok((collection, sink, rejected))
+}
+
+/// One snapshot, or the problems of its files.
+type SnapshotOutcome = Result<Snapshot, Vec<(String, Problems)>>;
+
+fn load_records(
+    root: &Path,
+    manifest: collection::Manifest,
+    inputs: Vec<InputFile>,
+) -> Result<Collection, IngestError> {
     let app_ids: BTreeSet<String> = manifest.applications.iter().map(|a| a.id.clone()).collect();
     let mut errors = Vec::new();
 
@@ -68,20 +128,25 @@ pub fn load(root: &Path) -> Result<Collection, IngestError> {
         }
     };
 
-    let mut snapshots = Vec::new();
-    for spec in &manifest.snapshots {
-        let mut files = Vec::new();
-        for f in &spec.files {
-            files.push((f.clone(), read_text(root, f)?));
-        }
-        let parsed = match &spec.format {
-            collection::SnapshotFormat::Scim => scim::parse(&files).map(|s| (s.accounts, s.groups)),
-            collection::SnapshotFormat::Csv(cols) => {
-                csv_export::parse(&files, cols).map(|s| (s.accounts, s.groups))
+    // Snapshots are independent of each other: read them in parallel, keep
+    // them (and their errors) in manifest order.
+    let parsed: Vec<Result<SnapshotOutcome, IngestError>> = manifest
+        .snapshots
+        .par_iter()
+        .map(|spec| {
+            let mut files = Vec::new();
+            for f in &spec.files {
+                files.push((f.clone(), read_text(root, f)?));
             }
-        };
-        match parsed {
-            Ok((accounts, groups)) => snapshots.push(Snapshot {
+            let parsed = match &spec.format {
+                collection::SnapshotFormat::Scim => {
+                    scim::parse(&files).map(|s| (s.accounts, s.groups))
+                }
+                collection::SnapshotFormat::Csv(cols) => {
+                    csv_export::parse(&files, cols).map(|s| (s.accounts, s.groups))
+                }
+            };
+            Ok(parsed.map(|(accounts, groups)| Snapshot {
                 application: spec.application.clone(),
                 taken_at: spec.taken_at,
                 format: match spec.format {
@@ -91,7 +156,13 @@ pub fn load(root: &Path) -> Result<Collection, IngestError> {
                 files: spec.files.clone(),
                 accounts,
                 groups,
-            }),
+            }))
+        })
+        .collect();
+    let mut snapshots = Vec::new();
+    for p in parsed {
+        match p? {
+            Ok(s) => snapshots.push(s),
             Err(failures) => {
                 for (file, p) in failures {
                     push_problems(&mut errors, &file, p);
@@ -148,29 +219,41 @@ impl Collection {
         quarantine: bool,
         sink: &mut dyn FnMut(Event),
     ) -> Result<Vec<Rejected>, IngestError> {
-        let applications: BTreeSet<String> =
-            self.applications.iter().map(|a| a.id.clone()).collect();
-        let connectors: BTreeSet<String> = self
-            .applications
-            .iter()
-            .map(|a| a.connector.clone())
-            .collect();
-        let ctx = synclog::LogContext {
-            applications: &applications,
-            connectors: &connectors,
-        };
-        let mut rejected = Vec::new();
-        let mut errors = Vec::new();
-        for file in &self.sync_logs {
-            match synclog::read(file, &self.root.join(file), &ctx, quarantine, sink) {
-                Ok(r) => rejected.extend(r),
-                Err(e @ IngestError::Invalid { .. }) => errors.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-        error::combine(errors)?;
-        Ok(rejected)
+        read_logs(
+            &self.root,
+            &self.sync_logs,
+            &self.applications,
+            quarantine,
+            sink,
+        )
     }
+}
+
+/// Streams every event of `logs` (in order) to `sink`.
+fn read_logs(
+    root: &Path,
+    logs: &[String],
+    applications: &[Application],
+    quarantine: bool,
+    sink: &mut dyn FnMut(Event),
+) -> Result<Vec<Rejected>, IngestError> {
+    let app_ids: BTreeSet<String> = applications.iter().map(|a| a.id.clone()).collect();
+    let connectors: BTreeSet<String> = applications.iter().map(|a| a.connector.clone()).collect();
+    let ctx = synclog::LogContext {
+        applications: &app_ids,
+        connectors: &connectors,
+    };
+    let mut rejected = Vec::new();
+    let mut errors = Vec::new();
+    for file in logs {
+        match synclog::read(file, &root.join(file), &ctx, quarantine, sink) {
+            Ok(r) => rejected.extend(r),
+            Err(e @ IngestError::Invalid { .. }) => errors.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    error::combine(errors)?;
+    Ok(rejected)
 }
 
 /// Parses a YAML document as `T`, with errors naming the file, the line and

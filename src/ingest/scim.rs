@@ -206,15 +206,22 @@ fn read_file(
         );
     }
     let file_ref: Arc<str> = Arc::from(file);
+    // Resources appear in file order: count newlines incrementally.
+    let (mut counted_to, mut line_before) = (0usize, 1u64);
     for (i, raw) in resources.into_iter().enumerate() {
         let at = format!("Resources[{i}]");
         let bytes = raw.get();
-        let offset = (bytes.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
-        let line = text.as_bytes()[..offset.min(text.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count() as u64
-            + 1;
+        let offset = (bytes.as_ptr() as usize)
+            .saturating_sub(text.as_ptr() as usize)
+            .min(text.len());
+        if offset >= counted_to {
+            line_before += text.as_bytes()[counted_to..offset]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            counted_to = offset;
+        }
+        let line = line_before;
         let source = SourceRef {
             file: file_ref.clone(),
             line,

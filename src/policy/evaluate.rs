@@ -545,8 +545,8 @@ impl Env<'_> {
                 tier,
             });
         }
-        let store = Entities::from_entities(entities, Some(&self.pack.schema))
-            .map_err(|e| cedar_err("entity store", e))?;
+        let store =
+            Entities::from_entities(entities, None).map_err(|e| cedar_err("entity store", e))?;
         self.decide(reqs, &store)
     }
 
@@ -599,9 +599,15 @@ impl Env<'_> {
                 .get(&req.kind)
                 .cloned()
                 .unwrap_or_else(|| self.types.uid(&self.types.action, req.kind.as_str()));
+            let wanted = self
+                .pack
+                .context_fields
+                .get(&req.kind)
+                .and_then(Option::as_ref);
             let context = Context::from_pairs(
                 req.context
                     .iter()
+                    .filter(|(k, _)| wanted.is_none_or(|w| w.contains(*k)))
                     .map(|(k, v)| ((*k).to_owned(), v.cedar())),
             )
             .map_err(|e| cedar_err("context", e))?;

@@ -268,6 +268,52 @@ pub struct CompiledPack {
     pub meta: BTreeMap<String, PolicyMeta>,
     /// The files that make up the pack (name → text), as applied.
     pub files: BTreeMap<String, String>,
+    /// For each subject kind, the context fields its policies read (`None`:
+    /// a policy uses `context` as a whole, so every field is passed).
+    /// Building a Cedar context costs per field, so unread fields are left
+    /// out of the request; decisions cannot change, since no policy reads
+    /// them.
+    pub context_fields: BTreeMap<SubjectKind, Option<BTreeSet<String>>>,
+}
+
+/// Collects the `context.x` / `context has x` attributes an EST (Cedar's JSON
+/// policy form) reads; sets `whole` when `context` is used any other way.
+fn context_reads(v: &serde_json::Value, fields: &mut BTreeSet<String>, whole: &mut bool) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for op in [".", "has"] {
+                if let Some(inner) = map.get(op) {
+                    let is_context = inner
+                        .get("left")
+                        .and_then(|l| l.get("Var"))
+                        .and_then(|x| x.as_str())
+                        == Some("context");
+                    if is_context {
+                        match inner.get("attr").and_then(|a| a.as_str()) {
+                            Some(a) => {
+                                fields.insert(a.to_owned());
+                            }
+                            None => *whole = true,
+                        }
+                        return;
+                    }
+                }
+            }
+            if map.get("Var").and_then(|x| x.as_str()) == Some("context") {
+                *whole = true;
+                return;
+            }
+            for child in map.values() {
+                context_reads(child, fields, whole);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for child in items {
+                context_reads(child, fields, whole);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[derive(Deserialize)]
@@ -492,7 +538,21 @@ impl PolicyPack {
             });
         }
         let mut by_action = BTreeMap::new();
+        let mut context_fields = BTreeMap::new();
         for kind in SubjectKind::ALL {
+            let mut fields = BTreeSet::new();
+            let mut whole = false;
+            for m in meta.values().filter(|m| m.actions.contains(&kind)) {
+                match policies
+                    .policy(&PolicyId::new(&m.id))
+                    .and_then(|p| p.to_json().ok())
+                {
+                    Some(est) => context_reads(&est, &mut fields, &mut whole),
+                    // Cannot tell what it reads: pass everything.
+                    None => whole = true,
+                }
+            }
+            context_fields.insert(kind, if whole { None } else { Some(fields) });
             let mut set = PolicySet::new();
             for m in meta.values().filter(|m| m.actions.contains(&kind)) {
                 if let Some(p) = policies.policy(&PolicyId::new(&m.id)) {
@@ -510,6 +570,7 @@ impl PolicyPack {
             catalog,
             meta,
             files: self.files.clone(),
+            context_fields,
         })
     }
 }
@@ -614,6 +675,22 @@ mod tests {
         }
         assert_eq!(pack.meta["baseline"].actions.len(), 6);
         assert_eq!(pack.tiers.len(), 4);
+    }
+
+    #[test]
+    fn context_fields_are_what_the_policies_read() {
+        let pack = PolicyPack::builtin().compile().unwrap();
+        let change = pack.context_fields[&SubjectKind::Change].clone().unwrap();
+        for f in ["confirmed", "removal", "latency_ms", "pending_ms", "status"] {
+            assert!(change.contains(f), "{f}");
+        }
+        assert!(!change.contains("key") && !change.contains("attempts"));
+        let snapshot = pack.context_fields[&SubjectKind::Snapshot].clone().unwrap();
+        assert_eq!(snapshot.into_iter().collect::<Vec<_>>(), vec!["age_ms"]);
+        // A policy that uses the whole context gets every field.
+        let src = "@id(\"whole\")\n@title(\"t\")\n@severity(\"low\")\n@controls(\"PR.AA-05\")\n@remediation(\"r\")\nforbid (principal, action == SyncProof::Action::\"snapshot\", resource) when { context == {\"age_ms\": 1} };\n";
+        let pack = overlay(&[("whole.cedar", src)]).unwrap();
+        assert_eq!(pack.context_fields[&SubjectKind::Snapshot], None);
     }
 
     #[test]

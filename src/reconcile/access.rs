@@ -191,6 +191,28 @@ impl<'a> ChangeIndex<'a> {
     }
 }
 
+/// Per application, the account names identities declare for it
+/// (`accounts:` in the desired state), built once for all snapshots.
+pub(crate) struct AccountIndex<'a> {
+    by_app: HashMap<&'a str, HashMap<&'a str, &'a str>>,
+}
+
+impl<'a> AccountIndex<'a> {
+    /// Indexes every identity's declared account names.
+    pub(crate) fn new(identities: &'a [Identity]) -> Self {
+        let mut by_app: HashMap<&str, HashMap<&str, &str>> = HashMap::new();
+        for i in identities {
+            for (app, name) in &i.accounts {
+                by_app
+                    .entry(app.as_str())
+                    .or_default()
+                    .insert(name.as_str(), i.id.as_str());
+            }
+        }
+        AccountIndex { by_app }
+    }
+}
+
 /// Everything the access stage produces.
 pub(crate) struct AccessResult {
     pub(crate) grants: Vec<Grant>,
@@ -203,6 +225,7 @@ pub(crate) struct AccessResult {
 pub(crate) fn reconcile_snapshot(
     snapshot: &Snapshot,
     identities: &BTreeMap<&str, &Identity>,
+    accounts_index: &AccountIndex<'_>,
     assignments: &[&Assignment],
     changes: &ChangeIndex<'_>,
     as_of: Timestamp,
@@ -210,12 +233,16 @@ pub(crate) fn reconcile_snapshot(
     let app = snapshot.application.as_str();
     let routes = effective(snapshot);
     // Account name → identity: the identity's account name for this app, or
-    // its id.
-    let mut name_to_identity: HashMap<&str, &str> = HashMap::new();
-    for id in identities.values() {
-        let name = id.accounts.get(app).map_or(id.id.as_str(), String::as_str);
-        name_to_identity.insert(name, id.id.as_str());
-    }
+    // its id when it names none for this app.
+    let resolve = |name: &str| -> Option<&str> {
+        if let Some(id) = accounts_index.by_app.get(app).and_then(|m| m.get(name)) {
+            return Some(id);
+        }
+        identities
+            .get(name)
+            .filter(|i| !i.accounts.contains_key(app))
+            .map(|i| i.id.as_str())
+    };
     let by_key: HashMap<(&str, &str), &Assignment> = assignments
         .iter()
         .map(|a| ((a.identity.as_str(), a.entitlement.as_str()), *a))
@@ -236,9 +263,14 @@ pub(crate) fn reconcile_snapshot(
     // (identity, entitlement) effectively held by an active account.
     let mut held: BTreeSet<(&str, &str)> = BTreeSet::new();
 
+    let group_by_name: HashMap<&str, &ObservedGroup> = snapshot
+        .groups
+        .iter()
+        .map(|g| (g.display_name.as_str(), g))
+        .collect();
     let empty = Routes::new();
     for account in &snapshot.accounts {
-        let identity = name_to_identity.get(account.name.as_str()).copied();
+        let identity = resolve(account.name.as_str());
         let account_routes = if account.active {
             routes.get(&account.target_id).unwrap_or(&empty)
         } else {
@@ -286,7 +318,7 @@ pub(crate) fn reconcile_snapshot(
             let mut evidence = vec![account.source.clone()];
             for p in paths {
                 for gname in &p.groups {
-                    if let Some(g) = snapshot.groups.iter().find(|g| &g.display_name == gname) {
+                    if let Some(g) = group_by_name.get(gname.as_str()) {
                         evidence.push(g.source.clone());
                     }
                 }

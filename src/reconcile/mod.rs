@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rayon::prelude::*;
+
 mod access;
 mod lifecycle;
 pub mod model;
@@ -30,13 +32,48 @@ pub struct Options {
 /// Reads the collection's sync logs and reconciles everything at `--as-of`.
 pub fn run(collection: &Collection, options: &Options) -> Result<Reconciled, IngestError> {
     let as_of = options.as_of.unwrap_or(collection.collected_at);
-    let app_connector: HashMap<String, String> = collection
-        .applications
-        .iter()
-        .map(|a| (a.id.clone(), a.connector.clone()))
-        .collect();
-    let mut lifecycles = lifecycle::Lifecycles::new(as_of, app_connector);
+    let mut lifecycles =
+        lifecycle::Lifecycles::new(as_of, app_connectors(&collection.applications));
     let rejected = collection.read_events(options.quarantine, &mut |e| lifecycles.push(e))?;
+    Ok(complete(collection, lifecycles, rejected, as_of))
+}
+
+/// Loads the collection at `root` and reconciles it, reading the sync logs
+/// on one core while the desired state and snapshots are parsed on the other.
+/// The result is the same as [`crate::ingest::load`] followed by [`run`].
+pub fn load_and_run(
+    root: &std::path::Path,
+    options: &Options,
+) -> Result<(Collection, Reconciled), IngestError> {
+    let (collection, (lifecycles, as_of), rejected) = crate::ingest::load_with_events(
+        root,
+        options.quarantine,
+        |pre| {
+            let as_of = options.as_of.unwrap_or(pre.collected_at);
+            (
+                lifecycle::Lifecycles::new(as_of, app_connectors(pre.applications)),
+                as_of,
+            )
+        },
+        |(lifecycles, _), event| lifecycles.push(event),
+    )?;
+    let reconciled = complete(&collection, lifecycles, rejected, as_of);
+    Ok((collection, reconciled))
+}
+
+fn app_connectors(apps: &[crate::ingest::model::Application]) -> HashMap<String, String> {
+    apps.iter()
+        .map(|a| (a.id.clone(), a.connector.clone()))
+        .collect()
+}
+
+/// Everything after the events are folded.
+fn complete(
+    collection: &Collection,
+    lifecycles: lifecycle::Lifecycles,
+    rejected: Vec<crate::ingest::Rejected>,
+    as_of: Timestamp,
+) -> Reconciled {
     let (changes, connector_acc, events, anomalies) = lifecycles.finish();
 
     let identities: BTreeMap<&str, &crate::ingest::model::Identity> = collection
@@ -45,31 +82,52 @@ pub fn run(collection: &Collection, options: &Options) -> Result<Reconciled, Ing
         .map(|i| (i.id.as_str(), i))
         .collect();
     let index = access::ChangeIndex::new(&changes);
+    let account_index = access::AccountIndex::new(&collection.identities);
+    let mut by_app: BTreeMap<&str, Vec<&crate::ingest::model::Assignment>> = BTreeMap::new();
+    for a in &collection.assignments {
+        by_app.entry(a.application.as_str()).or_default().push(a);
+    }
+    // Each application's snapshot is reconciled on its own, in parallel;
+    // results are concatenated in application order, then sorted.
+    let results: Vec<(access::AccessResult, SnapshotFreshness)> = collection
+        .snapshots
+        .par_iter()
+        .map(|snapshot| {
+            let app_assignments = by_app
+                .get(snapshot.application.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let r = access::reconcile_snapshot(
+                snapshot,
+                &identities,
+                &account_index,
+                app_assignments,
+                &index,
+                as_of,
+            );
+            let freshness = SnapshotFreshness {
+                application: snapshot.application.clone(),
+                format: snapshot.format.clone(),
+                taken_at: snapshot.taken_at,
+                age: Span::between(&snapshot.taken_at, &as_of),
+                files: snapshot.files.clone(),
+                accounts: snapshot.accounts.len(),
+                groups: snapshot.groups.len(),
+            };
+            (r, freshness)
+        })
+        .collect();
     let mut grants = Vec::new();
     let mut assignments = Vec::new();
     let mut accounts = Vec::new();
     let mut drift = Vec::new();
     let mut snapshots = Vec::new();
-    for snapshot in &collection.snapshots {
-        let app_assignments: Vec<&crate::ingest::model::Assignment> = collection
-            .assignments
-            .iter()
-            .filter(|a| a.application == snapshot.application)
-            .collect();
-        let r = access::reconcile_snapshot(snapshot, &identities, &app_assignments, &index, as_of);
+    for (r, freshness) in results {
         grants.extend(r.grants);
         assignments.extend(r.assignments);
         accounts.extend(r.accounts);
         drift.extend(r.drift);
-        snapshots.push(SnapshotFreshness {
-            application: snapshot.application.clone(),
-            format: snapshot.format.clone(),
-            taken_at: snapshot.taken_at,
-            age: Span::between(&snapshot.taken_at, &as_of),
-            files: snapshot.files.clone(),
-            accounts: snapshot.accounts.len(),
-            groups: snapshot.groups.len(),
-        });
+        snapshots.push(freshness);
     }
     grants.sort_by(|a, b| {
         (&a.application, &a.account, &a.entitlement).cmp(&(
@@ -103,19 +161,37 @@ pub fn run(collection: &Collection, options: &Options) -> Result<Reconciled, Ing
             ))
     });
 
+    // Unfinished changes per application, counted once.
+    let mut open_by_app: HashMap<&str, (u64, u64)> = HashMap::new();
+    for c in &changes {
+        let e = open_by_app.entry(c.application.as_str()).or_default();
+        match c.status {
+            ChangeStatus::Pending => e.0 += 1,
+            ChangeStatus::Failed => e.1 += 1,
+            ChangeStatus::Confirmed => {}
+        }
+    }
+    let mut apps_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for a in &collection.applications {
+        apps_of
+            .entry(a.connector.as_str())
+            .or_default()
+            .push(a.id.clone());
+    }
     let mut connectors: Vec<ConnectorHealth> = Vec::new();
     for (id, acc) in connector_acc {
-        let apps: Vec<String> = collection
-            .applications
-            .iter()
-            .filter(|a| a.connector == id)
-            .map(|a| a.id.clone())
-            .collect();
+        let apps: Vec<String> = apps_of.get(id.as_str()).cloned().unwrap_or_default();
         let mine = |status: ChangeStatus| {
-            changes
-                .iter()
-                .filter(|c| c.status == status && apps.contains(&c.application))
-                .count() as u64
+            apps.iter()
+                .filter_map(|a| open_by_app.get(a.as_str()))
+                .map(|(p, f)| {
+                    if status == ChangeStatus::Pending {
+                        *p
+                    } else {
+                        *f
+                    }
+                })
+                .sum::<u64>()
         };
         let mut evidence = Vec::new();
         evidence.extend(acc.last_heartbeat.as_ref().map(|h| h.1.clone()));
@@ -137,7 +213,7 @@ pub fn run(collection: &Collection, options: &Options) -> Result<Reconciled, Ing
         });
     }
 
-    Ok(Reconciled {
+    Reconciled {
         as_of,
         collection: collection.name.clone(),
         collected_at: collection.collected_at,
@@ -154,5 +230,5 @@ pub fn run(collection: &Collection, options: &Options) -> Result<Reconciled, Ing
         snapshots,
         anomalies,
         rejected,
-    })
+    }
 }
