@@ -977,3 +977,191 @@ fn account_req<'a>(t: &Types, a: &'a AccountState, app_uid: &EntityUid, tier: &'
         tier,
     }
 }
+
+/// Cedar's bare `is_authorized` rate on prebuilt requests, for the benchmark
+/// floor (`benches/floors.rs`): the requests of the largest application's
+/// partition are built once, then decided `rounds` times on one thread —
+/// against the whole policy set (what a naive integration does) and against
+/// the per-action sets syncproof uses.
+#[doc(hidden)]
+pub fn cedar_floor(
+    r: &Reconciled,
+    pack: &CompiledPack,
+    rounds: usize,
+) -> Result<CedarFloor, EvaluateError> {
+    let types = Types::new()?;
+    let apps: HashMap<&str, (&str, &str)> = r
+        .applications
+        .iter()
+        .map(|a| (a.id.as_str(), (a.tier.as_str(), a.connector.as_str())))
+        .collect();
+    let connectors = connector_info(r, pack);
+    let identities: HashMap<&str, &Identity> =
+        r.identities.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for g in &r.grants {
+        *counts.entry(g.application.as_str()).or_default() += 1;
+    }
+    let Some(app) = counts
+        .iter()
+        .max_by_key(|(a, n)| (**n, std::cmp::Reverse(**a)))
+        .map(|(a, _)| *a)
+    else {
+        return Ok(CedarFloor::default());
+    };
+    let part = Partition {
+        changes: r.changes.iter().filter(|c| c.application == app).collect(),
+        grants: r
+            .grants
+            .iter()
+            .filter(|g| g.application == app && g.identity.is_some())
+            .collect(),
+        assignments: r
+            .assignments
+            .iter()
+            .filter(|a| a.application == app)
+            .collect(),
+        accounts: r.accounts.iter().filter(|a| a.application == app).collect(),
+        snapshot: r.snapshots.iter().find(|s| s.application == app),
+    };
+    let env = Env {
+        r,
+        pack,
+        types: &types,
+        apps: &apps,
+        connectors: &connectors,
+        identities: &identities,
+        keep_subjects: false,
+    };
+    // Build the partition's store and requests the way `evaluate` does.
+    let mut built: Vec<(SubjectKind, Request)> = Vec::new();
+    let store = env.prebuilt(app, &part, &mut built)?;
+    let authorizer = Authorizer::new();
+    let time = |per_action: bool| {
+        let started = std::time::Instant::now();
+        let mut n = 0u64;
+        for _ in 0..rounds {
+            for (kind, req) in &built {
+                let set = if per_action {
+                    pack.by_action.get(kind).unwrap_or(&pack.policies)
+                } else {
+                    &pack.policies
+                };
+                let _ = authorizer.is_authorized(req, set, &store);
+                n += 1;
+            }
+        }
+        (n, started.elapsed())
+    };
+    let (n, naive) = time(false);
+    let (_, scoped) = time(true);
+    Ok(CedarFloor {
+        requests: n,
+        naive_per_second: n as f64 / naive.as_secs_f64().max(1e-9),
+        per_action_per_second: n as f64 / scoped.as_secs_f64().max(1e-9),
+    })
+}
+
+/// The result of [`cedar_floor`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CedarFloor {
+    /// Requests decided per variant.
+    pub requests: u64,
+    /// Rate against the whole policy set, one thread.
+    pub naive_per_second: f64,
+    /// Rate against the per-action policy sets, one thread.
+    pub per_action_per_second: f64,
+}
+
+impl Env<'_> {
+    /// The store and prebuilt requests of one application partition.
+    fn prebuilt<'a>(
+        &'a self,
+        app: &'a str,
+        part: &Partition<'a>,
+        out: &mut Vec<(SubjectKind, Request)>,
+    ) -> Result<Entities, EvaluateError> {
+        let t = self.types;
+        let (tier, _) = self.apps.get(app).copied().unwrap_or(("", ""));
+        let app_uid = t.uid(&t.application, app);
+        let mut reqs: Vec<Req<'a>> = Vec::new();
+        for c in &part.changes {
+            reqs.push(change_req(t, c, &app_uid, tier));
+        }
+        for g in &part.grants {
+            if let Some(identity) = g.identity.as_deref() {
+                reqs.push(grant_req(t, g, identity, app, tier));
+            }
+        }
+        for a in &part.assignments {
+            reqs.push(assignment_req(t, a, app, tier));
+        }
+        for a in &part.accounts {
+            reqs.push(account_req(t, a, &app_uid, tier));
+        }
+        for req in &reqs {
+            let context = Context::from_pairs(
+                req.context
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.cedar())),
+            )
+            .map_err(|e| cedar_err("context", e))?;
+            let request = Request::new(
+                req.principal.clone(),
+                t.uid(&t.action, req.kind.as_str()),
+                req.resource.clone(),
+                context,
+                None,
+            )
+            .map_err(|e| cedar_err("request", e))?;
+            out.push((req.kind, request));
+        }
+        // The entities: reuse the partition builder by evaluating once.
+        let mut entities = self.tier_entities()?;
+        let (_, connector) = self.apps.get(app).copied().unwrap_or(("", ""));
+        entities.push(self.connector_entity(connector)?);
+        let mut seen: HashSet<String> = HashSet::new();
+        for c in &part.changes {
+            if seen.insert(c.identity.clone()) {
+                entities.push(self.identity_entity(&c.identity)?);
+            }
+        }
+        for g in &part.grants {
+            if let Some(i) = g.identity.as_deref() {
+                if seen.insert(i.to_owned()) {
+                    entities.push(self.identity_entity(i)?);
+                }
+            }
+            if seen.insert(format!("ent:{}", g.entitlement)) {
+                entities.push(self.member_entity(&t.entitlement, app, &g.entitlement, tier)?);
+            }
+        }
+        for a in &part.assignments {
+            if seen.insert(a.identity.clone()) {
+                entities.push(self.identity_entity(&a.identity)?);
+            }
+            if seen.insert(format!("ent:{}", a.entitlement)) {
+                entities.push(self.member_entity(&t.entitlement, app, &a.entitlement, tier)?);
+            }
+        }
+        for a in &part.accounts {
+            entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
+        }
+        entities.push(
+            Entity::new(
+                app_uid,
+                attrs([
+                    ("tier", self.tier_uid(tier)),
+                    (
+                        "connector",
+                        RestrictedExpression::new_entity_uid(t.uid(&t.connector, connector)),
+                    ),
+                ]),
+                HashSet::new(),
+            )
+            .map_err(|e| cedar_err("application entity", e))?,
+        );
+        Entities::from_entities(entities, None).map_err(|e| cedar_err("entity store", e))
+    }
+}

@@ -12,6 +12,6 @@ pub mod pack;
 #[cfg(test)]
 mod tests;
 
-pub use evaluate::{evaluate, EvaluateError, EvaluateOptions};
+pub use evaluate::{cedar_floor, evaluate, CedarFloor, EvaluateError, EvaluateOptions};
 pub use findings::{Evaluation, Finding, Severity, Subject, SubjectKind};
 pub use pack::{CompiledPack, PolicyError, PolicyPack};

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of syncproof on generated workloads, with the floors
+# it is compared against. Documented in docs/performance.md. Never run as a
+# test: CI does not time anything.
+#
+#   scripts/bench.sh            # W1: 1M events, 100k identities, 2k applications
+#   scripts/bench.sh --w10      # also W10: 10M events, 1M identities, 20k applications
+#
+# Needs GNU time (/usr/bin/time) for peak memory. Writes workloads under
+# ${BENCH_DIR:-/tmp/syncproof-bench} (W1 ~0.6 GB, W10 ~6 GB of disk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${BENCH_DIR:-/tmp/syncproof-bench}
+mkdir -p "$dir"
+workloads=("w1 1000000 100000 2000")
+[ "${1:-}" = "--w10" ] && workloads+=("w10 10000000 1000000 20000")
+
+cargo build --release --quiet
+cargo bench --bench floors --no-run --quiet 2>/dev/null
+bin=target/release/syncproof
+
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB"
+for w in "${workloads[@]}"; do
+  read -r name events identities apps <<<"$w"
+  out="$dir/$name"
+  if [ ! -f "$out/collection.yaml" ]; then
+    rm -rf "$out" "$out.truth.json"
+    /usr/bin/time -f "%e %M" -o "$dir/$name.gen.time" \
+      "$bin" generate --out "$out" --events "$events" --identities "$identities" --applications "$apps" --seed 1 >/dev/null
+  fi
+  for cmd in check attest; do
+    rm -rf "$dir/$name.pack" "$dir/$name.pack.pub.pem"
+    args=(check "$out" --format json --timings)
+    [ "$cmd" = attest ] && args=(attest "$out" --out "$dir/$name.pack" --force --timings)
+    set +e
+    /usr/bin/time -f "%e %M" -o "$dir/$name.$cmd.time" "$bin" "${args[@]}" >"$dir/$name.$cmd.out" 2>"$dir/$name.$cmd.err"
+    set -e
+    read -r wall rss_kb <"$dir/$name.$cmd.time"
+    subjects=$(python3 -c "import json,sys; d=json.load(open('$dir/$name.check.out')); print(sum(d['subjects'].values()))" 2>/dev/null || echo 0)
+    cedar=$(sed -n 's/.*inside Cedar is_authorized *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
+    policy=$(sed -n 's/^ *evaluating policies *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
+    python3 - "$name" "$cmd" "$wall" "$rss_kb" "$events" "$subjects" "${cedar:-0}" "${policy:-0}" <<'PY'
+import sys
+name, cmd, wall, rss, events, subjects, cedar, policy = sys.argv[1:]
+wall, rss, events, subjects, cedar, policy = float(wall), int(rss), int(events), int(subjects), float(cedar), float(policy)
+print(f"{name} {cmd:<6} wall {wall:7.1f} s  peak RSS {rss/1024/1024:5.2f} GiB  "
+      f"{events/wall:10.0f} events/s  {subjects/max(policy,1e-9):9.0f} subjects/s in the policy stage  "
+      f"Cedar CPU {cedar:6.1f} s of {policy:6.1f} s policy wall")
+PY
+  done
+  floors=$(cargo bench --quiet --bench floors -- "$out" 2>/dev/null)
+  echo "$floors" | sed "s/^/$name floor /"
+  python3 - "$dir/$name.check.err" "$events" <<PY
+import re, sys
+floors = dict(l.split("=", 1) for l in """$floors""".split() if "=" in l)
+err = open(sys.argv[1]).read()
+def t(label):
+    m = re.search(label + r"\s+([0-9.]+) s", err)
+    return float(m.group(1)) if m else 0.0
+recon, policy = t("reading and reconciling the collection"), t("evaluating policies")
+events = int(sys.argv[2])
+lines_s = float(floors.get("jsonl_lines_per_s", 0))
+print(f"$name ratio: ingest+reconcile {events/recon:,.0f} events/s = {events/recon/lines_s:.2f}x serde_json-alone ({lines_s:,.0f} lines/s, 1 core)")
+PY
+done
