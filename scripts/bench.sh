@@ -35,7 +35,7 @@ for w in "${workloads[@]}"; do
     set +e
     /usr/bin/time -f "%e %M" -o "$dir/$name.$cmd.time" "$bin" "${args[@]}" >"$dir/$name.$cmd.out" 2>"$dir/$name.$cmd.err"
     set -e
-    read -r wall rss_kb <"$dir/$name.$cmd.time"
+    read -r wall rss_kb < <(tail -n 1 "$dir/$name.$cmd.time")
     subjects=$(python3 -c "import json,sys; d=json.load(open('$dir/$name.check.out')); print(sum(d['subjects'].values()))" 2>/dev/null || echo 0)
     cedar=$(sed -n 's/.*inside Cedar is_authorized *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
     policy=$(sed -n 's/^ *evaluating policies *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")

@@ -216,3 +216,29 @@ fn check_finds_exactly_the_planted_findings() {
         "missing: {missing:#?}\nunexpected: {extra:#?}"
     );
 }
+
+/// Parallel evaluation (rayon over partitions, logs read beside the desired
+/// state) gives the same bytes as one thread, for every output format.
+#[test]
+fn parallel_output_equals_single_threaded_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = generate(tmp.path(), "w", 11);
+    for format in ["json", "sarif", "junit", "oscal", "text"] {
+        let run = |threads: &str| {
+            syncproof()
+                .env("RAYON_NUM_THREADS", threads)
+                .arg("check")
+                .arg(&out)
+                .args(["--format", format])
+                .assert()
+                .code(1)
+                .get_output()
+                .stdout
+                .clone()
+        };
+        let one = run("1");
+        assert!(!one.is_empty());
+        assert_eq!(one, run("2"), "{format}: 1 thread vs 2");
+        assert_eq!(one, run("4"), "{format}: 1 thread vs 4");
+    }
+}
