@@ -70,20 +70,18 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
             pub_path.display()
         ));
     }
-    progress.phase("reading and reconciling the collection");
-    let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
-    progress.phase("evaluating policies");
-    let mut eval = crate::policy::evaluate(
-        &reconciled,
+    let super::Assessed {
+        reconciled,
+        eval,
+        applied,
+    } = super::assess(
+        &args.collection,
+        &args.common,
         &pack,
-        crate::policy::EvaluateOptions {
-            keep_subjects: true,
-        },
+        &args.exceptions,
+        true,
+        &mut progress,
     )?;
-    progress.phase("applying exceptions");
-    let applied = args
-        .exceptions
-        .apply(&args.collection, &reconciled, &pack, &mut eval)?;
     progress.phase("rendering reports");
     let fail_on = args.fail_on.unwrap_or(Severity::Low);
     let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, fail_on);

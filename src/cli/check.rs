@@ -49,21 +49,19 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
     let mut progress = super::progress::Progress::new(args.common.timings);
     progress.phase("compiling policies");
     let pack = args.policy.compile()?;
-    progress.phase("reading and reconciling the collection");
-    let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
-    progress.phase("evaluating policies");
-    let mut eval = crate::policy::evaluate(
-        &reconciled,
+    // JUnit lists passing subjects too; the others need only counts.
+    let super::Assessed {
+        reconciled,
+        eval,
+        applied,
+    } = super::assess(
+        &args.collection,
+        &args.common,
         &pack,
-        crate::policy::EvaluateOptions {
-            // JUnit lists passing subjects too; the others need only counts.
-            keep_subjects: args.format == CheckFormat::Junit,
-        },
+        &args.exceptions,
+        args.format == CheckFormat::Junit,
+        &mut progress,
     )?;
-    progress.phase("applying exceptions");
-    let applied = args
-        .exceptions
-        .apply(&args.collection, &reconciled, &pack, &mut eval)?;
     progress.phase("rendering");
     let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, args.fail_on);
     let mut out = Vec::new();

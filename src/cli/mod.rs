@@ -175,6 +175,40 @@ fn parse_as_of(s: &str) -> Result<crate::time::Timestamp, String> {
     crate::time::parse_timestamp(s)
 }
 
+/// Everything `check` and `attest` compute before they render.
+pub(crate) struct Assessed {
+    pub(crate) reconciled: crate::reconcile::Reconciled,
+    pub(crate) eval: crate::policy::Evaluation,
+    pub(crate) applied: AppliedExceptions,
+}
+
+/// Reconciles the collection, evaluates the pack over it and applies the
+/// exceptions, reporting each phase to `progress`.
+pub(crate) fn assess(
+    root: &std::path::Path,
+    common: &CollectionArgs,
+    pack: &crate::policy::CompiledPack,
+    exceptions: &ExceptionArgs,
+    keep_subjects: bool,
+    progress: &mut progress::Progress,
+) -> miette::Result<Assessed> {
+    progress.phase("reading and reconciling the collection");
+    let reconciled = load_and_reconcile(root, common)?;
+    progress.phase("evaluating policies");
+    let mut eval = crate::policy::evaluate(
+        &reconciled,
+        pack,
+        crate::policy::EvaluateOptions { keep_subjects },
+    )?;
+    progress.phase("applying exceptions");
+    let applied = exceptions.apply(root, &reconciled, pack, &mut eval)?;
+    Ok(Assessed {
+        reconciled,
+        eval,
+        applied,
+    })
+}
+
 /// Loads a collection and reconciles it.
 pub(crate) fn load_and_reconcile(
     root: &std::path::Path,

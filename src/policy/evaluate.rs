@@ -453,6 +453,16 @@ impl Env<'_> {
         app: &'a str,
         part: &Partition<'a>,
     ) -> Result<PartResult, EvaluateError> {
+        let (store, reqs) = self.build_application(app, part)?;
+        self.decide(reqs, &store)
+    }
+
+    /// One application's entity store and requests.
+    fn build_application<'a>(
+        &'a self,
+        app: &'a str,
+        part: &Partition<'a>,
+    ) -> Result<(Entities, Vec<Req<'a>>), EvaluateError> {
         let t = self.types;
         let (tier, connector) = self.apps.get(app).copied().unwrap_or(("", ""));
         let app_uid = t.uid(&t.application, app);
@@ -545,9 +555,12 @@ impl Env<'_> {
                 tier,
             });
         }
+        // The entities are built here from the schema's own shapes, so the
+        // store is not validated against the schema again (that costs more
+        // than building it); policies were validated strictly at load.
         let store =
             Entities::from_entities(entities, None).map_err(|e| cedar_err("entity store", e))?;
-        self.decide(reqs, &store)
+        Ok((store, reqs))
     }
 
     fn evaluate_connectors(&self) -> Result<PartResult, EvaluateError> {
@@ -599,26 +612,7 @@ impl Env<'_> {
                 .get(&req.kind)
                 .cloned()
                 .unwrap_or_else(|| self.types.uid(&self.types.action, req.kind.as_str()));
-            let wanted = self
-                .pack
-                .context_fields
-                .get(&req.kind)
-                .and_then(Option::as_ref);
-            let context = Context::from_pairs(
-                req.context
-                    .iter()
-                    .filter(|(k, _)| wanted.is_none_or(|w| w.contains(*k)))
-                    .map(|(k, v)| ((*k).to_owned(), v.cedar())),
-            )
-            .map_err(|e| cedar_err("context", e))?;
-            let request = Request::new(
-                req.principal.clone(),
-                action,
-                req.resource.clone(),
-                context,
-                None,
-            )
-            .map_err(|e| cedar_err("request", e))?;
+            let request = self.request(&req, action)?;
             let started = std::time::Instant::now();
             let response = authorizer.is_authorized(&request, policies, store);
             out.cedar_time += started.elapsed();
@@ -690,6 +684,31 @@ impl Env<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The Cedar request for `req`, with only the context fields some policy
+    /// of its action reads.
+    fn request(&self, req: &Req<'_>, action: EntityUid) -> Result<Request, EvaluateError> {
+        let wanted = self
+            .pack
+            .context_fields
+            .get(&req.kind)
+            .and_then(Option::as_ref);
+        let context = Context::from_pairs(
+            req.context
+                .iter()
+                .filter(|(k, _)| wanted.is_none_or(|w| w.contains(*k)))
+                .map(|(k, v)| ((*k).to_owned(), v.cedar())),
+        )
+        .map_err(|e| cedar_err("context", e))?;
+        Request::new(
+            req.principal.clone(),
+            action,
+            req.resource.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| cedar_err("request", e))
     }
 
     fn identity_kind(&self, id: Option<&str>) -> Option<String> {
@@ -1075,93 +1094,19 @@ pub struct CedarFloor {
 }
 
 impl Env<'_> {
-    /// The store and prebuilt requests of one application partition.
+    /// The store and prebuilt requests of one application partition, built
+    /// exactly as [`evaluate`] builds them.
     fn prebuilt<'a>(
         &'a self,
         app: &'a str,
         part: &Partition<'a>,
         out: &mut Vec<(SubjectKind, Request)>,
     ) -> Result<Entities, EvaluateError> {
-        let t = self.types;
-        let (tier, _) = self.apps.get(app).copied().unwrap_or(("", ""));
-        let app_uid = t.uid(&t.application, app);
-        let mut reqs: Vec<Req<'a>> = Vec::new();
-        for c in &part.changes {
-            reqs.push(change_req(t, c, &app_uid, tier));
-        }
-        for g in &part.grants {
-            if let Some(identity) = g.identity.as_deref() {
-                reqs.push(grant_req(t, g, identity, app, tier));
-            }
-        }
-        for a in &part.assignments {
-            reqs.push(assignment_req(t, a, app, tier));
-        }
-        for a in &part.accounts {
-            reqs.push(account_req(t, a, &app_uid, tier));
-        }
+        let (store, reqs) = self.build_application(app, part)?;
         for req in &reqs {
-            let context = Context::from_pairs(
-                req.context
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), v.cedar())),
-            )
-            .map_err(|e| cedar_err("context", e))?;
-            let request = Request::new(
-                req.principal.clone(),
-                t.uid(&t.action, req.kind.as_str()),
-                req.resource.clone(),
-                context,
-                None,
-            )
-            .map_err(|e| cedar_err("request", e))?;
-            out.push((req.kind, request));
+            let action = self.types.uid(&self.types.action, req.kind.as_str());
+            out.push((req.kind, self.request(req, action)?));
         }
-        // The entities: reuse the partition builder by evaluating once.
-        let mut entities = self.tier_entities()?;
-        let (_, connector) = self.apps.get(app).copied().unwrap_or(("", ""));
-        entities.push(self.connector_entity(connector)?);
-        let mut seen: HashSet<String> = HashSet::new();
-        for c in &part.changes {
-            if seen.insert(c.identity.clone()) {
-                entities.push(self.identity_entity(&c.identity)?);
-            }
-        }
-        for g in &part.grants {
-            if let Some(i) = g.identity.as_deref() {
-                if seen.insert(i.to_owned()) {
-                    entities.push(self.identity_entity(i)?);
-                }
-            }
-            if seen.insert(format!("ent:{}", g.entitlement)) {
-                entities.push(self.member_entity(&t.entitlement, app, &g.entitlement, tier)?);
-            }
-        }
-        for a in &part.assignments {
-            if seen.insert(a.identity.clone()) {
-                entities.push(self.identity_entity(&a.identity)?);
-            }
-            if seen.insert(format!("ent:{}", a.entitlement)) {
-                entities.push(self.member_entity(&t.entitlement, app, &a.entitlement, tier)?);
-            }
-        }
-        for a in &part.accounts {
-            entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
-        }
-        entities.push(
-            Entity::new(
-                app_uid,
-                attrs([
-                    ("tier", self.tier_uid(tier)),
-                    (
-                        "connector",
-                        RestrictedExpression::new_entity_uid(t.uid(&t.connector, connector)),
-                    ),
-                ]),
-                HashSet::new(),
-            )
-            .map_err(|e| cedar_err("application entity", e))?,
-        );
-        Entities::from_entities(entities, None).map_err(|e| cedar_err("entity store", e))
+        Ok(store)
     }
 }
