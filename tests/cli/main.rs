@@ -13,6 +13,8 @@ mod formats;
 #[cfg(test)]
 mod generate;
 #[cfg(test)]
+mod help;
+#[cfg(test)]
 mod keygen;
 #[cfg(test)]
 mod reconcile;
