@@ -182,7 +182,6 @@ pub fn evaluate(
     pack: &CompiledPack,
     options: EvaluateOptions,
 ) -> Result<Evaluation, EvaluateError> {
-    let types = Types::new()?;
     // Every application's tier must be defined.
     for a in &r.applications {
         if !pack.tiers.contains_key(&a.tier) {
@@ -193,56 +192,8 @@ pub fn evaluate(
             });
         }
     }
-    let apps: HashMap<&str, (&str, &str)> = r
-        .applications
-        .iter()
-        .map(|a| (a.id.as_str(), (a.tier.as_str(), a.connector.as_str())))
-        .collect();
-    let connectors = connector_info(r, pack);
-    let identities: HashMap<&str, &Identity> =
-        r.identities.iter().map(|i| (i.id.as_str(), i)).collect();
-
-    // Partition the subjects by application.
-    let mut parts: BTreeMap<&str, Partition<'_>> = BTreeMap::new();
-    for a in &r.applications {
-        parts.insert(a.id.as_str(), Partition::default());
-    }
-    for c in &r.changes {
-        if let Some(p) = parts.get_mut(c.application.as_str()) {
-            p.changes.push(c);
-        }
-    }
-    for g in r.grants.iter().filter(|g| g.identity.is_some()) {
-        if let Some(p) = parts.get_mut(g.application.as_str()) {
-            p.grants.push(g);
-        }
-    }
-    for a in &r.assignments {
-        if let Some(p) = parts.get_mut(a.application.as_str()) {
-            p.assignments.push(a);
-        }
-    }
-    for a in &r.accounts {
-        if let Some(p) = parts.get_mut(a.application.as_str()) {
-            p.accounts.push(a);
-        }
-    }
-    for s in &r.snapshots {
-        if let Some(p) = parts.get_mut(s.application.as_str()) {
-            p.snapshot = Some(s);
-        }
-    }
-
-    let env = Env {
-        r,
-        pack,
-        types: &types,
-        apps: &apps,
-        connectors: &connectors,
-        identities: &identities,
-        keep_subjects: options.keep_subjects,
-    };
-    let parts: Vec<(&str, Partition<'_>)> = parts.into_iter().collect();
+    let env = Env::new(r, pack, options.keep_subjects)?;
+    let parts: Vec<(&str, Partition<'_>)> = partitions(r).into_iter().collect();
     let mut results: Vec<Result<PartResult, EvaluateError>> = parts
         .par_iter()
         .map(|(app, part)| env.evaluate_application(app, part))
@@ -316,6 +267,40 @@ fn connector_info<'a>(
     out
 }
 
+/// The subjects of each application, in application order.
+fn partitions(r: &Reconciled) -> BTreeMap<&str, Partition<'_>> {
+    let mut parts: BTreeMap<&str, Partition<'_>> = BTreeMap::new();
+    for a in &r.applications {
+        parts.insert(a.id.as_str(), Partition::default());
+    }
+    for c in &r.changes {
+        if let Some(p) = parts.get_mut(c.application.as_str()) {
+            p.changes.push(c);
+        }
+    }
+    for g in r.grants.iter().filter(|g| g.identity.is_some()) {
+        if let Some(p) = parts.get_mut(g.application.as_str()) {
+            p.grants.push(g);
+        }
+    }
+    for a in &r.assignments {
+        if let Some(p) = parts.get_mut(a.application.as_str()) {
+            p.assignments.push(a);
+        }
+    }
+    for a in &r.accounts {
+        if let Some(p) = parts.get_mut(a.application.as_str()) {
+            p.accounts.push(a);
+        }
+    }
+    for s in &r.snapshots {
+        if let Some(p) = parts.get_mut(s.application.as_str()) {
+            p.snapshot = Some(s);
+        }
+    }
+    parts
+}
+
 #[derive(Default)]
 struct Partition<'a> {
     changes: Vec<&'a Change>,
@@ -338,10 +323,12 @@ struct PartResult {
 struct Env<'a> {
     r: &'a Reconciled,
     pack: &'a CompiledPack,
-    types: &'a Types,
-    apps: &'a HashMap<&'a str, (&'a str, &'a str)>,
-    connectors: &'a HashMap<&'a str, (&'a str, Vec<&'a str>)>,
-    identities: &'a HashMap<&'a str, &'a Identity>,
+    types: Types,
+    /// Application id → (tier, connector).
+    apps: HashMap<&'a str, (&'a str, &'a str)>,
+    /// Connector id → (strictest tier, applications).
+    connectors: HashMap<&'a str, (&'a str, Vec<&'a str>)>,
+    identities: HashMap<&'a str, &'a Identity>,
     keep_subjects: bool,
 }
 
@@ -349,6 +336,29 @@ fn attrs<const N: usize>(
     pairs: [(&str, RestrictedExpression); N],
 ) -> HashMap<String, RestrictedExpression> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+impl<'a> Env<'a> {
+    /// The lookups every partition shares, built once.
+    fn new(
+        r: &'a Reconciled,
+        pack: &'a CompiledPack,
+        keep_subjects: bool,
+    ) -> Result<Self, EvaluateError> {
+        Ok(Env {
+            r,
+            pack,
+            types: Types::new()?,
+            apps: r
+                .applications
+                .iter()
+                .map(|a| (a.id.as_str(), (a.tier.as_str(), a.connector.as_str())))
+                .collect(),
+            connectors: connector_info(r, pack),
+            identities: r.identities.iter().map(|i| (i.id.as_str(), i)).collect(),
+            keep_subjects,
+        })
+    }
 }
 
 impl Env<'_> {
@@ -463,7 +473,7 @@ impl Env<'_> {
         app: &'a str,
         part: &Partition<'a>,
     ) -> Result<(Entities, Vec<Req<'a>>), EvaluateError> {
-        let t = self.types;
+        let t = &self.types;
         let (tier, connector) = self.apps.get(app).copied().unwrap_or(("", ""));
         let app_uid = t.uid(&t.application, app);
         let mut entities = self.tier_entities()?;
@@ -1008,49 +1018,18 @@ pub fn cedar_floor(
     pack: &CompiledPack,
     rounds: usize,
 ) -> Result<CedarFloor, EvaluateError> {
-    let types = Types::new()?;
-    let apps: HashMap<&str, (&str, &str)> = r
-        .applications
+    let env = Env::new(r, pack, false)?;
+    // The application with the most grants.
+    let mut parts = partitions(r);
+    let Some(app) = parts
         .iter()
-        .map(|a| (a.id.as_str(), (a.tier.as_str(), a.connector.as_str())))
-        .collect();
-    let connectors = connector_info(r, pack);
-    let identities: HashMap<&str, &Identity> =
-        r.identities.iter().map(|i| (i.id.as_str(), i)).collect();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for g in &r.grants {
-        *counts.entry(g.application.as_str()).or_default() += 1;
-    }
-    let Some(app) = counts
-        .iter()
-        .max_by_key(|(a, n)| (**n, std::cmp::Reverse(**a)))
+        .max_by_key(|(a, p)| (p.grants.len(), std::cmp::Reverse(**a)))
         .map(|(a, _)| *a)
     else {
         return Ok(CedarFloor::default());
     };
-    let part = Partition {
-        changes: r.changes.iter().filter(|c| c.application == app).collect(),
-        grants: r
-            .grants
-            .iter()
-            .filter(|g| g.application == app && g.identity.is_some())
-            .collect(),
-        assignments: r
-            .assignments
-            .iter()
-            .filter(|a| a.application == app)
-            .collect(),
-        accounts: r.accounts.iter().filter(|a| a.application == app).collect(),
-        snapshot: r.snapshots.iter().find(|s| s.application == app),
-    };
-    let env = Env {
-        r,
-        pack,
-        types: &types,
-        apps: &apps,
-        connectors: &connectors,
-        identities: &identities,
-        keep_subjects: false,
+    let Some(part) = parts.remove(app) else {
+        return Ok(CedarFloor::default());
     };
     // Build the partition's store and requests the way `evaluate` does.
     let mut built: Vec<(SubjectKind, Request)> = Vec::new();
