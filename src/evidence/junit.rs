@@ -144,14 +144,7 @@ fn failure_text(findings: &[&Finding]) -> String {
             s.push_str(&format!("\ncontrols: {}", f.controls.join(", ")));
         }
         for e in &f.evidence {
-            if e.line > 0 {
-                s.push_str(&format!(
-                    "\nevidence: {}:{} sha256:{}",
-                    e.file, e.line, e.sha256
-                ));
-            } else {
-                s.push_str(&format!("\nevidence: {} sha256:{}", e.file, e.sha256));
-            }
+            s.push_str(&format!("\nevidence: {} sha256:{}", e.location(), e.sha256));
         }
         s.push_str(&format!("\nremediation: {}", f.remediation));
         parts.push(s);

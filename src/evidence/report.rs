@@ -387,17 +387,7 @@ fn control_sections(catalog: &Catalog, a: &Assessment) -> Vec<ControlSection> {
                     severity: f.severity,
                     subject: f.subject.id.clone(),
                     facts: f.facts.clone(),
-                    evidence: f
-                        .evidence
-                        .iter()
-                        .map(|e| {
-                            if e.line > 0 {
-                                format!("{}:{}", e.file, e.line)
-                            } else {
-                                e.file.to_string()
-                            }
-                        })
-                        .collect(),
+                    evidence: f.evidence.iter().map(|e| e.location()).collect(),
                     excepted_by: f.exception.as_ref().map(|x| x.id.clone()),
                 })
                 .collect();

@@ -72,17 +72,7 @@ pub fn render(a: &Assessment, out: &mut impl Write) -> io::Result<()> {
                     writeln!(out, "      controls: {}", f.controls.join(", "))?;
                 }
                 if !f.evidence.is_empty() {
-                    let ev: Vec<String> = f
-                        .evidence
-                        .iter()
-                        .map(|e| {
-                            if e.line > 0 {
-                                format!("{}:{}", e.file, e.line)
-                            } else {
-                                e.file.to_string()
-                            }
-                        })
-                        .collect();
+                    let ev: Vec<String> = f.evidence.iter().map(|e| e.location()).collect();
                     writeln!(out, "      evidence: {}", ev.join(", "))?;
                 }
                 if let Some(x) = &f.exception {

@@ -76,7 +76,7 @@ pub(crate) fn parse_json<'a, T: serde::Deserialize<'a>>(
 
 /// Drops the " at line X column Y" suffix parsers append; we report the
 /// location ourselves.
-fn strip_location(message: &str) -> String {
+pub(crate) fn strip_location(message: &str) -> String {
     match message.find(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),

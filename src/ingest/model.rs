@@ -23,6 +23,17 @@ pub struct SourceRef {
     pub sha256: crate::ingest::digest::Sha256Digest,
 }
 
+impl SourceRef {
+    /// `file:line`, or just `file` when the record is a whole file (line 0).
+    pub fn location(&self) -> String {
+        if self.line > 0 {
+            format!("{}:{}", self.file, self.line)
+        } else {
+            self.file.to_string()
+        }
+    }
+}
+
 /// A sensitivity tier name (`critical`, `high`, `medium`, `low`, or any tier
 /// defined in `tiers.yaml`).
 pub type TierName = String;

@@ -236,7 +236,7 @@ fn read_file(
                     format!("{at}.{}", e.path()),
                     format!(
                         "{} (resource starts at line {line})",
-                        strip(&e.into_inner().to_string())
+                        super::document::strip_location(&e.into_inner().to_string())
                     ),
                 ));
                 continue;
@@ -315,13 +315,6 @@ fn read_file(
                 "resource is neither a SCIM User nor a Group",
             ));
         }
-    }
-}
-
-fn strip(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::digest::Sha256Digest;
+use super::document::strip_location;
 use super::error::{IngestError, Problems, RecordError};
 use super::model::{Event, EventBody, SourceRef};
 use super::raw::{
@@ -181,11 +182,7 @@ fn parse_line(
     let fail =
         |col: usize, msg: String| RecordError::at_line(file, line, msg).with_snippet(text, col, 1);
     let env: Envelope = serde_json::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        let msg = msg
-            .find(" at line ")
-            .map_or(msg.as_str(), |i| &msg[..i])
-            .to_owned();
+        let msg = strip_location(&e.to_string());
         fail(
             e.column().saturating_sub(1),
             format!("not a JSON object: {msg}"),
@@ -335,11 +332,7 @@ fn data_as<T: DeserializeOwned>(
     let mut de = serde_json::Deserializer::from_str(data.get());
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let msg = e.into_inner().to_string();
-        let msg = msg
-            .find(" at line ")
-            .map_or(msg.as_str(), |i| &msg[..i])
-            .to_owned();
+        let msg = strip_location(&e.into_inner().to_string());
         if path == "." {
             fail(0, format!("`data`: {msg}"))
         } else {
