@@ -221,7 +221,7 @@ pub(crate) fn load_and_reconcile(
             root.display()
         ));
     }
-    let (_collection, reconciled) = crate::reconcile::load_and_run(
+    let reconciled = crate::reconcile::load_and_run(
         root,
         &crate::reconcile::Options {
             as_of: common.as_of,

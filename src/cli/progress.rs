@@ -3,7 +3,8 @@
 //! A spinner naming the current phase is shown only when stderr is a terminal
 //! and the `CI` environment variable is unset; CI logs and pipes stay quiet.
 //! `--timings` prints how long each phase took, and how much of the policy
-//! phase was spent inside Cedar's `is_authorized`.
+//! phase was spent inside Cedar's `is_authorized`, and the peak resident
+//! memory at the end of each phase (on Linux).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -16,7 +17,28 @@ pub(crate) struct Progress {
     timings: bool,
     started: Instant,
     phase: Option<(String, Instant)>,
-    done: Vec<(String, Duration)>,
+    done: Vec<(String, Duration, Option<u64>)>,
+}
+
+/// The process's peak resident set size so far, in bytes (Linux only: read
+/// from `/proc/self/status`; `None` elsewhere).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(String::new, |b| {
+        format!("  peak RSS {:>6} MiB", b / (1024 * 1024))
+    })
 }
 
 impl Progress {
@@ -51,7 +73,8 @@ impl Progress {
 
     fn end_phase(&mut self) {
         if let Some((name, t)) = self.phase.take() {
-            self.done.push((name, t.elapsed()));
+            let peak = if self.timings { peak_rss() } else { None };
+            self.done.push((name, t.elapsed(), peak));
         }
     }
 
@@ -66,8 +89,12 @@ impl Progress {
         }
         let total = self.started.elapsed();
         let mut lines = vec!["timings (wall clock, this machine):".to_owned()];
-        for (name, d) in &self.done {
-            lines.push(format!("  {name:<40} {:>10.3} s", d.as_secs_f64()));
+        for (name, d, peak) in &self.done {
+            lines.push(format!(
+                "  {name:<40} {:>10.3} s{}",
+                d.as_secs_f64(),
+                mib(*peak)
+            ));
         }
         if let Some(c) = cedar {
             lines.push(format!(

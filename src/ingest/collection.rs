@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+use rayon::prelude::*;
+
 use super::error::{IngestError, RecordError};
 use super::model::{Application, InputFile};
 use super::raw::RawCollection;
@@ -256,9 +258,13 @@ pub(crate) fn safe_relative(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Walks the collection, checks that named files exist and that no data file
-/// is unaccounted for, and hashes every named file.
-pub(crate) fn discover(root: &Path, manifest: &Manifest) -> Result<Vec<InputFile>, IngestError> {
+/// Walks the collection and checks that named files exist and that no data
+/// file is unaccounted for. Returns every named file with its kind, sorted
+/// by path; [`hash_inputs`] then gives each its size and digest.
+pub(crate) fn discover(
+    root: &Path,
+    manifest: &Manifest,
+) -> Result<Vec<(String, &'static str)>, IngestError> {
     let named = manifest.named_files();
     let mut present = BTreeSet::new();
     let mut problems = Vec::new();
@@ -326,19 +332,37 @@ pub(crate) fn discover(root: &Path, manifest: &Manifest) -> Result<Vec<InputFile
             problems,
         });
     }
-    let mut inputs = Vec::with_capacity(named.len());
-    for (path, kind) in named {
-        let full = root.join(&path);
-        let (size, sha256) =
-            digest::file_sha256(&full).map_err(|source| IngestError::Io { path: full, source })?;
-        inputs.push(InputFile {
-            path,
-            size,
-            sha256,
-            kind: kind.to_owned(),
-        });
-    }
-    Ok(inputs)
+    Ok(named.into_iter().collect())
+}
+
+/// Sizes and SHA-256 digests of the `named` files. A file already hashed
+/// while it was read for parsing (in `known`, by path) keeps that digest, so
+/// the digest covers exactly the bytes that were parsed; any other file is
+/// read and hashed here, in parallel.
+pub(crate) fn hash_inputs(
+    root: &Path,
+    named: Vec<(String, &'static str)>,
+    known: &std::collections::HashMap<String, (u64, String)>,
+) -> Result<Vec<InputFile>, IngestError> {
+    named
+        .into_par_iter()
+        .map(|(path, kind)| {
+            let (size, sha256) = match known.get(&path) {
+                Some(d) => d.clone(),
+                None => {
+                    let full = root.join(&path);
+                    digest::file_sha256(&full)
+                        .map_err(|source| IngestError::Io { path: full, source })?
+                }
+            };
+            Ok(InputFile {
+                path,
+                size,
+                sha256,
+                kind: kind.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// `path` relative to `root`, `/`-separated.

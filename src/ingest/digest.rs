@@ -68,26 +68,63 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// A reader that hashes every byte read through it, so a file streamed for
+/// parsing is hashed in the same pass: the digest covers exactly the bytes
+/// that were parsed.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// Reads what is left (so the digest covers the whole stream) and
+    /// returns the size and lowercase hex SHA-256 of everything read.
+    pub fn finish(mut self) -> std::io::Result<(u64, String)> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok((self.size, hex::encode(self.hasher.finalize())))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
 /// The size and lowercase hex SHA-256 of a file, read in chunks.
 pub fn file_sha256(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, hex::encode(hasher.finalize())))
+    HashingReader::new(BufReader::with_capacity(1 << 16, File::open(path)?)).finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_reader_covers_every_byte_read_and_the_rest() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut r = HashingReader::new(&data[..]);
+        let mut head = [0u8; 1000];
+        r.read_exact(&mut head).unwrap();
+        assert_eq!(&head[..], &data[..1000]);
+        // `finish` hashes what was read and what was left unread.
+        assert_eq!(r.finish().unwrap(), (200_000, sha256_hex(&data)));
+        let empty = HashingReader::new(&b""[..]).finish().unwrap();
+        assert_eq!(empty, (0, sha256_hex(b"")));
+    }
 
     #[test]
     fn known_vectors() {

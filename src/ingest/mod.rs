@@ -6,7 +6,7 @@
 //! [`Collection::read_events`] streams them, one event at a time, to whoever
 //! reconciles them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -30,7 +30,7 @@ pub use synclog::Rejected;
 use crate::time::Timestamp;
 
 /// A loaded collection: everything but the sync-log events.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Collection {
     /// The collection directory.
     pub root: PathBuf,
@@ -57,9 +57,15 @@ pub struct Collection {
 /// Loads the collection at `root`.
 pub fn load(root: &Path) -> Result<Collection, IngestError> {
     let manifest = collection::read_manifest(root)?;
-    let inputs = collection::discover(root, &manifest)?;
-    load_records(root, manifest, inputs)
+    let named = collection::discover(root, &manifest)?;
+    let (mut collection, known) = load_records(root, manifest)?;
+    // The logs are not read here: hashed from disk (in parallel).
+    collection.inputs = collection::hash_inputs(root, named, &known)?;
+    Ok(collection)
 }
+
+/// Sizes and digests of the files hashed while they were read, by path.
+type Known = HashMap<String, (u64, String)>;
 
 /// What the sync-log reader needs to know before the collection is loaded.
 pub struct Preamble<'a> {
@@ -86,7 +92,7 @@ where
     P: Fn(&mut S, Event) + Sync,
 {
     let manifest = collection::read_manifest(root)?;
-    let inputs = collection::discover(root, &manifest)?;
+    let named = collection::discover(root, &manifest)?;
     let mut sink = make_sink(&Preamble {
         applications: &manifest.applications,
         collected_at: manifest.collected_at,
@@ -94,32 +100,37 @@ where
     let logs = manifest.sync_logs.clone();
     let applications = manifest.applications.clone();
     let (loaded, events) = rayon::join(
-        || load_records(root, manifest, inputs),
+        || load_records(root, manifest),
         || {
             let r = read_logs(root, &logs, &applications, quarantine, &mut |e| {
                 push(&mut sink, e)
             });
-            r.map(|rejected| (sink, rejected))
+            r.map(|(rejected, digests)| (sink, rejected, digests))
         },
     );
     // Input errors of the records come first, as `load` would report them.
-    let collection = loaded?;
-    let (sink, rejected) = events?;
+    let (mut collection, mut known) = loaded?;
+    let (sink, rejected, log_digests) = events?;
+    known.extend(log_digests);
+    collection.inputs = collection::hash_inputs(root, named, &known)?;
     Ok((collection, sink, rejected))
 }
 
 /// One snapshot, or the problems of its files.
 type SnapshotOutcome = Result<Snapshot, Vec<(String, Problems)>>;
 
+/// Parses the desired state and the snapshots. The returned collection has no
+/// `inputs` yet; the files read are returned with their digests.
 fn load_records(
     root: &Path,
     manifest: collection::Manifest,
-    inputs: Vec<InputFile>,
-) -> Result<Collection, IngestError> {
+) -> Result<(Collection, Known), IngestError> {
     let app_ids: BTreeSet<String> = manifest.applications.iter().map(|a| a.id.clone()).collect();
     let mut errors = Vec::new();
+    let mut known = Known::new();
 
-    let desired_text = read_text(root, &manifest.desired_state)?;
+    let (desired_text, digest) = read_text(root, &manifest.desired_state)?;
+    known.insert(manifest.desired_state.clone(), digest);
     let desired = match desired::parse(&manifest.desired_state, &desired_text, &app_ids) {
         Ok(d) => d,
         Err(p) => {
@@ -127,16 +138,22 @@ fn load_records(
             desired::Desired::default()
         }
     };
+    // The text is not needed once parsed; do not hold it while the
+    // snapshots are read.
+    drop(desired_text);
 
     // Snapshots are independent of each other: read them in parallel, keep
     // them (and their errors) in manifest order.
-    let parsed: Vec<Result<SnapshotOutcome, IngestError>> = manifest
+    let parsed: Vec<Result<(SnapshotOutcome, Known), IngestError>> = manifest
         .snapshots
         .par_iter()
         .map(|spec| {
             let mut files = Vec::new();
+            let mut digests = Known::new();
             for f in &spec.files {
-                files.push((f.clone(), read_text(root, f)?));
+                let (text, digest) = read_text(root, f)?;
+                digests.insert(f.clone(), digest);
+                files.push((f.clone(), text));
             }
             let parsed = match &spec.format {
                 collection::SnapshotFormat::Scim => {
@@ -146,7 +163,7 @@ fn load_records(
                     csv_export::parse(&files, cols).map(|s| (s.accounts, s.groups))
                 }
             };
-            Ok(parsed.map(|(accounts, groups)| Snapshot {
+            let outcome = parsed.map(|(accounts, groups)| Snapshot {
                 application: spec.application.clone(),
                 taken_at: spec.taken_at,
                 format: match spec.format {
@@ -156,12 +173,15 @@ fn load_records(
                 files: spec.files.clone(),
                 accounts,
                 groups,
-            }))
+            });
+            Ok((outcome, digests))
         })
         .collect();
     let mut snapshots = Vec::new();
     for p in parsed {
-        match p? {
+        let (outcome, digests) = p?;
+        known.extend(digests);
+        match outcome {
             Ok(s) => snapshots.push(s),
             Err(failures) => {
                 for (file, p) in failures {
@@ -171,7 +191,7 @@ fn load_records(
         }
     }
     error::combine(errors)?;
-    Ok(Collection {
+    let collection = Collection {
         root: root.to_path_buf(),
         name: manifest.name,
         collected_at: manifest.collected_at,
@@ -181,8 +201,9 @@ fn load_records(
         snapshots,
         sync_logs: manifest.sync_logs,
         exceptions: manifest.exceptions,
-        inputs,
-    })
+        inputs: Vec::new(),
+    };
+    Ok((collection, known))
 }
 
 fn push_problems(errors: &mut Vec<IngestError>, file: &str, p: Problems) {
@@ -191,13 +212,16 @@ fn push_problems(errors: &mut Vec<IngestError>, file: &str, p: Problems) {
     }
 }
 
-fn read_text(root: &Path, rel: &str) -> Result<String, IngestError> {
+/// Reads a whole file as UTF-8, with its size and SHA-256 (of the bytes
+/// read, so the digest covers exactly what is parsed).
+fn read_text(root: &Path, rel: &str) -> Result<(String, (u64, String)), IngestError> {
     let path = root.join(rel);
     let bytes = std::fs::read(&path).map_err(|source| IngestError::Io {
         path: path.clone(),
         source,
     })?;
-    String::from_utf8(bytes).map_err(|e| IngestError::Invalid {
+    let digest = (bytes.len() as u64, digest::sha256_hex(&bytes));
+    let text = String::from_utf8(bytes).map_err(|e| IngestError::Invalid {
         file: rel.to_owned(),
         count: 1,
         errors: vec![error::RecordError::in_file(
@@ -207,7 +231,8 @@ fn read_text(root: &Path, rel: &str) -> Result<String, IngestError> {
                 e.utf8_error().valid_up_to() + 1
             ),
         )],
-    })
+    })?;
+    Ok((text, digest))
 }
 
 impl Collection {
@@ -226,17 +251,19 @@ impl Collection {
             quarantine,
             sink,
         )
+        .map(|(rejected, _digests)| rejected)
     }
 }
 
-/// Streams every event of `logs` (in order) to `sink`.
+/// Streams every event of `logs` (in order) to `sink`; returns the rejected
+/// lines and each log's size and digest.
 fn read_logs(
     root: &Path,
     logs: &[String],
     applications: &[Application],
     quarantine: bool,
     sink: &mut dyn FnMut(Event),
-) -> Result<Vec<Rejected>, IngestError> {
+) -> Result<(Vec<Rejected>, Known), IngestError> {
     let app_ids: BTreeSet<String> = applications.iter().map(|a| a.id.clone()).collect();
     let connectors: BTreeSet<String> = applications.iter().map(|a| a.connector.clone()).collect();
     let ctx = synclog::LogContext {
@@ -244,16 +271,20 @@ fn read_logs(
         connectors: &connectors,
     };
     let mut rejected = Vec::new();
+    let mut digests = Known::new();
     let mut errors = Vec::new();
     for file in logs {
         match synclog::read(file, &root.join(file), &ctx, quarantine, sink) {
-            Ok(r) => rejected.extend(r),
+            Ok((r, digest)) => {
+                rejected.extend(r);
+                digests.insert(file.clone(), digest);
+            }
             Err(e @ IngestError::Invalid { .. }) => errors.push(e),
             Err(e) => return Err(e),
         }
     }
     error::combine(errors)?;
-    Ok(rejected)
+    Ok((rejected, digests))
 }
 
 /// Parses a YAML document as `T`, with errors naming the file, the line and

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::digest::Sha256Digest;
+use super::digest::{HashingReader, Sha256Digest};
 use super::document::strip_location;
 use super::error::{IngestError, Problems, RecordError};
 use super::model::{Event, EventBody, SourceRef};
@@ -65,33 +65,37 @@ struct Envelope<'a> {
 }
 
 /// Reads the log at `path` (named `file` in the collection), sending every
-/// valid event to `sink`. Returns the lines rejected under quarantine; without
-/// quarantine, any bad line makes it an error after the whole file is read.
+/// valid event to `sink`. Returns the lines rejected under quarantine (without
+/// quarantine, any bad line makes it an error after the whole file is read),
+/// and the file's size and SHA-256.
 pub(crate) fn read(
     file: &str,
     path: &Path,
     ctx: &LogContext<'_>,
     quarantine: bool,
     sink: &mut dyn FnMut(Event),
-) -> Result<Vec<Rejected>, IngestError> {
-    let f = std::fs::File::open(path).map_err(|source| IngestError::Io {
+) -> Result<(Vec<Rejected>, (u64, String)), IngestError> {
+    let io = |source| IngestError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    read_from(
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    // The file is hashed as it is parsed: one read, and the digest covers
+    // exactly the bytes the events came from.
+    let mut hashing = HashingReader::new(f);
+    let rejected = read_from(
         file,
-        std::io::BufReader::with_capacity(1 << 16, f),
+        std::io::BufReader::with_capacity(1 << 16, &mut hashing),
         ctx,
         quarantine,
         sink,
     )
     .map_err(|e| match e {
-        ReadError::Io(source) => IngestError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
+        ReadError::Io(source) => io(source),
         ReadError::Invalid(e) => e,
-    })
+    })?;
+    let digest = hashing.finish().map_err(io)?;
+    Ok((rejected, digest))
 }
 
 /// Why reading a log stopped.

@@ -175,7 +175,12 @@ impl Lifecycles {
             EventBody::Heartbeat { .. } => "connector.heartbeat",
             EventBody::ConnectorError { .. } => "connector.error",
         };
-        *self.stats.by_type.entry(ty.to_owned()).or_default() += 1;
+        match self.stats.by_type.get_mut(ty) {
+            Some(n) => *n += 1,
+            None => {
+                self.stats.by_type.insert(ty.to_owned(), 1);
+            }
+        }
         let time = event.time;
         match event.body {
             EventBody::ChangeRequested {

@@ -35,16 +35,15 @@ pub fn run(collection: &Collection, options: &Options) -> Result<Reconciled, Ing
     let mut lifecycles =
         lifecycle::Lifecycles::new(as_of, app_connectors(&collection.applications));
     let rejected = collection.read_events(options.quarantine, &mut |e| lifecycles.push(e))?;
-    Ok(complete(collection, lifecycles, rejected, as_of))
+    Ok(complete(collection.clone(), lifecycles, rejected, as_of))
 }
 
 /// Loads the collection at `root` and reconciles it, reading the sync logs
 /// on one core while the desired state and snapshots are parsed on the other.
-/// The result is the same as [`crate::ingest::load`] followed by [`run`].
-pub fn load_and_run(
-    root: &std::path::Path,
-    options: &Options,
-) -> Result<(Collection, Reconciled), IngestError> {
+/// The result is the same as [`crate::ingest::load`] followed by [`run`];
+/// the collection is consumed as it is reconciled (each snapshot is dropped
+/// once its application is done), so it is not held twice.
+pub fn load_and_run(root: &std::path::Path, options: &Options) -> Result<Reconciled, IngestError> {
     let (collection, (lifecycles, as_of), rejected) = crate::ingest::load_with_events(
         root,
         options.quarantine,
@@ -57,8 +56,7 @@ pub fn load_and_run(
         },
         |(lifecycles, _), event| lifecycles.push(event),
     )?;
-    let reconciled = complete(&collection, lifecycles, rejected, as_of);
-    Ok((collection, reconciled))
+    Ok(complete(collection, lifecycles, rejected, as_of))
 }
 
 fn app_connectors(apps: &[crate::ingest::model::Application]) -> HashMap<String, String> {
@@ -69,54 +67,67 @@ fn app_connectors(apps: &[crate::ingest::model::Application]) -> HashMap<String,
 
 /// Everything after the events are folded.
 fn complete(
-    collection: &Collection,
+    collection: Collection,
     lifecycles: lifecycle::Lifecycles,
     rejected: Vec<crate::ingest::Rejected>,
     as_of: Timestamp,
 ) -> Reconciled {
     let (changes, connector_acc, events, anomalies) = lifecycles.finish();
+    let Collection {
+        name,
+        collected_at,
+        applications,
+        identities,
+        assignments: desired,
+        snapshots: observed,
+        inputs,
+        ..
+    } = collection;
 
-    let identities: BTreeMap<&str, &crate::ingest::model::Identity> = collection
-        .identities
-        .iter()
-        .map(|i| (i.id.as_str(), i))
-        .collect();
+    let by_id: BTreeMap<&str, &crate::ingest::model::Identity> =
+        identities.iter().map(|i| (i.id.as_str(), i)).collect();
     let index = access::ChangeIndex::new(&changes);
-    let account_index = access::AccountIndex::new(&collection.identities);
+    let account_index = access::AccountIndex::new(&identities);
     let mut by_app: BTreeMap<&str, Vec<&crate::ingest::model::Assignment>> = BTreeMap::new();
-    for a in &collection.assignments {
+    for a in &desired {
         by_app.entry(a.application.as_str()).or_default().push(a);
     }
-    // Each application's snapshot is reconciled on its own, in parallel;
-    // results are concatenated in application order, then sorted.
-    let results: Vec<(access::AccessResult, SnapshotFreshness)> = collection
-        .snapshots
-        .par_iter()
+    // Each application's snapshot is reconciled on its own, in parallel, and
+    // dropped as soon as it is done; each result is sorted there, then the
+    // results are concatenated in application order.
+    let mut results: Vec<(access::AccessResult, SnapshotFreshness)> = observed
+        .into_par_iter()
         .map(|snapshot| {
             let app_assignments = by_app
                 .get(snapshot.application.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            let r = access::reconcile_snapshot(
-                snapshot,
-                &identities,
+            let mut r = access::reconcile_snapshot(
+                &snapshot,
+                &by_id,
                 &account_index,
                 app_assignments,
                 &index,
                 as_of,
             );
+            r.grants.sort_by(|a, b| grant_key(a).cmp(&grant_key(b)));
+            r.assignments
+                .sort_by(|a, b| assignment_key(a).cmp(&assignment_key(b)));
+            r.accounts
+                .sort_by(|a, b| account_key(a).cmp(&account_key(b)));
             let freshness = SnapshotFreshness {
-                application: snapshot.application.clone(),
-                format: snapshot.format.clone(),
-                taken_at: snapshot.taken_at,
                 age: Span::between(&snapshot.taken_at, &as_of),
-                files: snapshot.files.clone(),
                 accounts: snapshot.accounts.len(),
                 groups: snapshot.groups.len(),
+                application: snapshot.application,
+                format: snapshot.format,
+                taken_at: snapshot.taken_at,
+                files: snapshot.files,
             };
             (r, freshness)
         })
         .collect();
+    results.sort_by(|a, b| a.1.application.cmp(&b.1.application));
     let mut grants = Vec::new();
     let mut assignments = Vec::new();
     let mut accounts = Vec::new();
@@ -129,21 +140,17 @@ fn complete(
         drift.extend(r.drift);
         snapshots.push(freshness);
     }
-    grants.sort_by(|a, b| {
-        (&a.application, &a.account, &a.entitlement).cmp(&(
-            &b.application,
-            &b.account,
-            &b.entitlement,
-        ))
-    });
-    assignments.sort_by(|a, b| {
-        (&a.application, &a.identity, &a.entitlement).cmp(&(
-            &b.application,
-            &b.identity,
-            &b.entitlement,
-        ))
-    });
-    accounts.sort_by(|a, b| (&a.application, &a.account).cmp(&(&b.application, &b.account)));
+    // Every key starts with the application, so the concatenation is sorted
+    // already; sorting again only if an application had two snapshots.
+    if !grants.is_sorted_by(|a, b| grant_key(a) <= grant_key(b)) {
+        grants.sort_by(|a, b| grant_key(a).cmp(&grant_key(b)));
+    }
+    if !assignments.is_sorted_by(|a, b| assignment_key(a) <= assignment_key(b)) {
+        assignments.sort_by(|a, b| assignment_key(a).cmp(&assignment_key(b)));
+    }
+    if !accounts.is_sorted_by(|a, b| account_key(a) <= account_key(b)) {
+        accounts.sort_by(|a, b| account_key(a).cmp(&account_key(b)));
+    }
     drift.sort_by(|a, b| {
         (
             a.class,
@@ -160,6 +167,7 @@ fn complete(
                 &b.entitlement,
             ))
     });
+    drop((by_id, account_index, by_app, index));
 
     // Unfinished changes per application, counted once.
     let mut open_by_app: HashMap<&str, (u64, u64)> = HashMap::new();
@@ -172,7 +180,7 @@ fn complete(
         }
     }
     let mut apps_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for a in &collection.applications {
+    for a in &applications {
         apps_of
             .entry(a.connector.as_str())
             .or_default()
@@ -215,11 +223,11 @@ fn complete(
 
     Reconciled {
         as_of,
-        collection: collection.name.clone(),
-        collected_at: collection.collected_at,
-        inputs: collection.inputs.clone(),
-        applications: collection.applications.clone(),
-        identities: collection.identities.clone(),
+        collection: name,
+        collected_at,
+        inputs,
+        applications,
+        identities,
         events,
         changes,
         grants,
@@ -231,4 +239,16 @@ fn complete(
         anomalies,
         rejected,
     }
+}
+
+fn grant_key(g: &model::Grant) -> (&str, &str, &str) {
+    (&g.application, &g.account, &g.entitlement)
+}
+
+fn assignment_key(a: &model::AssignmentState) -> (&str, &str, &str) {
+    (&a.application, &a.identity, &a.entitlement)
+}
+
+fn account_key(a: &model::AccountState) -> (&str, &str) {
+    (&a.application, &a.account)
 }
