@@ -44,17 +44,18 @@ pub(crate) fn parse(
         }
     }
     let file_ref: Arc<str> = Arc::from(file);
+    let mut buf = Vec::with_capacity(512);
     let identity_lines = document::item_lines(text, "identities");
     let assignment_lines = document::item_lines(text, "assignments");
     let mut identities: BTreeMap<String, Identity> = BTreeMap::new();
     for (i, raw_id) in raw.identities.into_iter().enumerate() {
-        let at = format!("identities[{i}]");
+        let at = At("identities", i);
         let source = SourceRef {
             file: file_ref.clone(),
             line: identity_lines.get(i).copied().unwrap_or(0),
-            sha256: canonical_digest(&raw_id),
+            sha256: canonical_digest(&mut buf, &raw_id),
         };
-        match validate_identity(file, &at, raw_id, applications, source) {
+        match validate_identity(file, at, raw_id, applications, source) {
             Ok(identity) => {
                 if let Some(first) = identities.get(&identity.id) {
                     problems.push(RecordError::at_path(
@@ -74,32 +75,33 @@ pub(crate) fn parse(
     }
     let mut assignments: BTreeMap<(String, String, String), Assignment> = BTreeMap::new();
     for (i, raw_a) in raw.assignments.into_iter().enumerate() {
-        let at = format!("assignments[{i}]");
+        let at = At("assignments", i);
         let source = SourceRef {
             file: file_ref.clone(),
             line: assignment_lines.get(i).copied().unwrap_or(0),
-            sha256: canonical_digest(&raw_a),
+            sha256: canonical_digest(&mut buf, &raw_a),
         };
-        match validate_assignment(file, &at, raw_a, &identities, applications, source) {
+        match validate_assignment(file, at, raw_a, &identities, applications, source) {
             Ok(a) => {
                 let key = (
                     a.identity.clone(),
                     a.application.clone(),
                     a.entitlement.clone(),
                 );
-                if let std::collections::btree_map::Entry::Vacant(slot) =
-                    assignments.entry(key.clone())
-                {
-                    slot.insert(a);
-                } else {
-                    problems.push(RecordError::at_path(
-                        file,
-                        at,
-                        format!(
-                            "assignment of `{}` to `{}` in `{}` is listed twice",
-                            key.2, key.0, key.1
-                        ),
-                    ));
+                match assignments.entry(key) {
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(a);
+                    }
+                    std::collections::btree_map::Entry::Occupied(first) => {
+                        let (identity, application, entitlement) = first.key();
+                        problems.push(RecordError::at_path(
+                            file,
+                            at.to_string(),
+                            format!(
+                                "assignment of `{entitlement}` to `{identity}` in `{application}` is listed twice"
+                            ),
+                        ));
+                    }
                 }
             }
             Err(e) => problems.push(e),
@@ -116,7 +118,7 @@ pub(crate) fn parse(
 
 fn validate_identity(
     file: &str,
-    at: &str,
+    at: At,
     raw: RawIdentity,
     applications: &BTreeSet<String>,
     source: SourceRef,
@@ -162,7 +164,7 @@ fn validate_identity(
 
 fn validate_assignment(
     file: &str,
-    at: &str,
+    at: At,
     raw: RawAssignment,
     identities: &BTreeMap<String, Identity>,
     applications: &BTreeSet<String>,
@@ -221,8 +223,27 @@ fn validate_assignment(
 
 /// SHA-256 of a record's canonical JSON form: fields in declaration order,
 /// maps sorted by key, no whitespace.
-fn canonical_digest<T: serde::Serialize>(record: &T) -> Sha256Digest {
-    Sha256Digest::of(&serde_json::to_vec(record).unwrap_or_default())
+/// The SHA-256 of `record`'s canonical JSON form, serialized into `buf`
+/// (reused from record to record).
+fn canonical_digest<T: serde::Serialize>(buf: &mut Vec<u8>, record: &T) -> Sha256Digest {
+    buf.clear();
+    // Serializing plain records into memory cannot fail; if it ever did, the
+    // digest of the empty form would still be stable.
+    if serde_json::to_writer(&mut *buf, record).is_err() {
+        buf.clear();
+    }
+    Sha256Digest::of(buf)
+}
+
+/// Where a record is in the document (`identities[3]`), formatted only when
+/// an error names it.
+#[derive(Clone, Copy)]
+struct At(&'static str, usize);
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
 }
 
 #[cfg(test)]

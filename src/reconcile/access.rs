@@ -121,33 +121,25 @@ fn routes_of(
 
 /// Indexes changes by what they act on.
 pub(crate) struct ChangeIndex<'a> {
-    /// `identity NUL application NUL entitlement` → changes, in request order.
-    by_entitlement: HashMap<String, Vec<&'a Change>>,
-    /// `identity NUL application` → account-level changes, in request order.
-    by_account: HashMap<String, Vec<&'a Change>>,
-}
-
-fn key2(identity: &str, app: &str) -> String {
-    format!("{identity}\0{app}")
-}
-
-fn key3(identity: &str, app: &str, ent: &str) -> String {
-    format!("{identity}\0{app}\0{ent}")
+    /// (identity, application, entitlement) → changes, in request order.
+    by_entitlement: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Change>>,
+    /// (identity, application) → account-level changes, in request order.
+    by_account: HashMap<(&'a str, &'a str), Vec<&'a Change>>,
 }
 
 impl<'a> ChangeIndex<'a> {
     /// Builds the index; `changes` must be sorted by request time.
     pub(crate) fn new(changes: &'a [Change]) -> Self {
-        let mut by_entitlement: HashMap<String, Vec<&Change>> = HashMap::new();
-        let mut by_account: HashMap<String, Vec<&Change>> = HashMap::new();
+        let mut by_entitlement: HashMap<(&str, &str, &str), Vec<&Change>> = HashMap::new();
+        let mut by_account: HashMap<(&str, &str), Vec<&Change>> = HashMap::new();
         for c in changes {
             match &c.entitlement {
                 Some(e) => by_entitlement
-                    .entry(key3(&c.identity, &c.application, e))
+                    .entry((&c.identity, &c.application, e))
                     .or_default()
                     .push(c),
                 None => by_account
-                    .entry(key2(&c.identity, &c.application))
+                    .entry((&c.identity, &c.application))
                     .or_default()
                     .push(c),
             }
@@ -158,16 +150,19 @@ impl<'a> ChangeIndex<'a> {
         }
     }
 
-    fn for_entitlement(&self, identity: &str, app: &str, ent: &str) -> &[&'a Change] {
-        self.by_entitlement
-            .get(&key3(identity, app, ent))
-            .map_or(&[], Vec::as_slice)
+    fn for_entitlement<'s>(
+        &'s self,
+        identity: &'s str,
+        app: &'s str,
+        ent: &'s str,
+    ) -> &'s [&'a Change] {
+        let map: &'s HashMap<(&'s str, &'s str, &'s str), Vec<&'a Change>> = &self.by_entitlement;
+        map.get(&(identity, app, ent)).map_or(&[], Vec::as_slice)
     }
 
-    fn for_account(&self, identity: &str, app: &str) -> &[&'a Change] {
-        self.by_account
-            .get(&key2(identity, app))
-            .map_or(&[], Vec::as_slice)
+    fn for_account<'s>(&'s self, identity: &'s str, app: &'s str) -> &'s [&'a Change] {
+        let map: &'s HashMap<(&'s str, &'s str), Vec<&'a Change>> = &self.by_account;
+        map.get(&(identity, app)).map_or(&[], Vec::as_slice)
     }
 
     /// The latest removal (revoke of this entitlement, or disable/delete of
@@ -348,11 +343,14 @@ pub(crate) fn reconcile_snapshot(
             }
             let removal = changes.latest_removal(identity_id, app, ent);
             let grant_change = changes.latest_grant(identity_id, app, ent);
-            let route_text = paths
-                .iter()
-                .map(|p| p.describe(&account.name, ent))
-                .collect::<Vec<_>>()
-                .join("; ");
+            // Only drift records describe the routes: built when needed.
+            let route_text = || {
+                paths
+                    .iter()
+                    .map(|p| p.describe(&account.name, ent))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
             let status = match assignment {
                 Some(a) if is_desired(a) => GrantStatus::Desired,
                 Some(a)
@@ -387,11 +385,12 @@ pub(crate) fn reconcile_snapshot(
                     DriftClass::ExpiredStillEffective,
                     None,
                     format!(
-                        "`{identity_id}` holds `{ent}` past its expiry {} via {route_text}",
+                        "`{identity_id}` holds `{ent}` past its expiry {} via {}",
                         assignment
                             .and_then(|a| a.expires_at)
                             .map(|t| format_timestamp(&t))
-                            .unwrap_or_default()
+                            .unwrap_or_default(),
+                        route_text()
                     ),
                 )),
                 GrantStatus::NotRevoked => {
@@ -404,7 +403,9 @@ pub(crate) fn reconcile_snapshot(
                             match r.status {
                                 ChangeStatus::Confirmed => format!(
                                     "confirmed {}, yet access remains",
-                                    r.confirmed_at.map(|t| format_timestamp(&t)).unwrap_or_default()
+                                    r.confirmed_at
+                                        .map(|t| format_timestamp(&t))
+                                        .unwrap_or_default()
                                 ),
                                 s => s.as_str().to_owned(),
                             }
@@ -417,14 +418,18 @@ pub(crate) fn reconcile_snapshot(
                     Some((
                         DriftClass::NotRevoked,
                         removal.map(|r| r.key.clone()),
-                        format!("`{identity_id}` still holds `{ent}` via {route_text}: {why}"),
+                        format!(
+                            "`{identity_id}` still holds `{ent}` via {}: {why}",
+                            route_text()
+                        ),
                     ))
                 }
                 GrantStatus::Unauthorized => Some((
                     DriftClass::Unauthorized,
                     None,
                     format!(
-                        "`{identity_id}` holds `{ent}` via {route_text}, never approved and no change logged"
+                        "`{identity_id}` holds `{ent}` via {}, never approved and no change logged",
+                        route_text()
                     ),
                 )),
                 _ => None,
