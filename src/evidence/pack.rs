@@ -43,14 +43,17 @@
 //! a file's bytes depend only on its bytes or its producer, and the manifest
 //! lists them sorted by path, so the pack does not depend on the order in
 //! which they finish. A streamed file never exists in memory whole: its
-//! producer writes into a buffered writer that hashes and counts what it
-//! passes on to the file.
+//! producer's output is cut into 1 MiB chunks and handed, in order, over a
+//! bounded channel to a thread of its own that writes each chunk to the file
+//! and hashes and counts exactly what the file accepted. Rendering, hashing
+//! and the write system calls so overlap.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -67,8 +70,12 @@ use crate::ingest::model::InputFile;
 /// Prefix of the temporary directory a pack is built in.
 const TEMP_PREFIX: &str = ".syncproof-pack-";
 
-/// Buffer between a producer and the file it streams into.
+/// Size of the chunks a producer's output is handed over in.
 const STREAM_BUFFER: usize = 1 << 20;
+
+/// Chunks that may wait between a producer and its file's writer thread:
+/// bounds the memory a streamed file takes to a few MiB.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Why a [`Producer`] failed.
 pub type ProduceError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -478,9 +485,13 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PackError> {
         .map_err(io_err("write", path))
 }
 
-/// Creates a new file, streams `produce`'s output into it through a buffer
-/// and a [`DigestWriter`], and fsyncs it. Returns the size and SHA-256 of
-/// the bytes that reached the file.
+/// Creates a new file, streams `produce`'s output into it and fsyncs it.
+/// Returns the size and SHA-256 of the bytes that reached the file.
+///
+/// The producer runs on this thread and writes into a [`ChunkSender`]; a
+/// second thread receives the chunks in order and writes them through a
+/// [`DigestWriter`]. If that thread fails, the producer's next write fails
+/// and the thread's I/O error is reported.
 fn write_streamed(
     target: &Path,
     path: &str,
@@ -491,17 +502,82 @@ fn write_streamed(
         .create_new(true)
         .open(target)
         .map_err(io_err("create", target))?;
-    let mut out = BufWriter::with_capacity(STREAM_BUFFER, DigestWriter::new(file));
-    produce(&mut out).map_err(|source| PackError::Produce {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let (produced, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<(File, u64, String)> {
+            let mut out = DigestWriter::new(file);
+            for chunk in rx {
+                out.write_all(&chunk)?;
+            }
+            Ok(out.finish())
+        });
+        let mut sink = ChunkSender {
+            tx: Some(tx),
+            chunk: Vec::with_capacity(STREAM_BUFFER),
+        };
+        let produced = produce(&mut sink).and_then(|()| Ok(sink.finish()?));
+        // Hang up (if the producer failed), so the writer thread ends.
+        drop(sink);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (produced, written)
+    });
+    let (file, size, sha256) = written.map_err(io_err("write", target))?;
+    produced.map_err(|source| PackError::Produce {
         path: path.to_owned(),
         source,
     })?;
-    let digest = out
-        .into_inner()
-        .map_err(|e| io_err("write", target)(e.into_error()))?;
-    let (file, size, sha256) = digest.finish();
     file.sync_all().map_err(io_err("write", target))?;
     Ok((size, sha256))
+}
+
+/// The producer's end of a streamed file: collects writes into chunks of
+/// [`STREAM_BUFFER`] bytes and sends each, in order, to the writer thread.
+struct ChunkSender {
+    /// Where full chunks go; `None` once finished.
+    tx: Option<SyncSender<Vec<u8>>>,
+    /// The chunk being filled.
+    chunk: Vec<u8>,
+}
+
+impl ChunkSender {
+    /// Sends the chunk being filled, if any.
+    fn send(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(STREAM_BUFFER));
+        self.tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the stream is finished"))?
+            .send(chunk)
+            .map_err(|_| io::Error::other("the file's writer stopped"))
+    }
+
+    /// Sends what is left and hangs up.
+    fn finish(&mut self) -> io::Result<()> {
+        self.send()?;
+        self.tx = None;
+        Ok(())
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = STREAM_BUFFER - self.chunk.len();
+        let n = buf.len().min(room);
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() >= STREAM_BUFFER {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Chunks are sent when full or at the end; nothing to force here.
+        Ok(())
+    }
 }
 
 /// Passes writes on to `inner`, hashing and counting exactly the bytes
