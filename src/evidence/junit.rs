@@ -237,13 +237,22 @@ fn skipped_message(findings: &[&Finding]) -> String {
         .join("; ")
 }
 
+/// The bytes that stand for themselves in XML: printable ASCII except the
+/// five that [`escape`] replaces.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x80 {
+        table[b] = !matches!(b as u8, b'<' | b'>' | b'&' | b'\'' | b'"');
+        b += 1;
+    }
+    table
+};
+
 /// Writes `s` as an attribute value or text: XML-safe, then escaped. Plain
 /// ASCII (the usual subject id) is written as is.
 fn write_escaped(out: &mut impl Write, s: &str) -> io::Result<()> {
-    let plain = s
-        .bytes()
-        .all(|b| (0x20..0x80).contains(&b) && !matches!(b, b'<' | b'>' | b'&' | b'\'' | b'"'));
-    if plain {
+    if s.bytes().all(|b| PLAIN[usize::from(b)]) {
         out.write_all(s.as_bytes())
     } else {
         out.write_all(escape(xml_safe(s)).as_bytes())
@@ -365,6 +374,16 @@ mod tests {
     fn xml_safe_replaces_only_forbidden_characters() {
         assert_eq!(xml_safe("a<&\">\tb"), "a<&\">\tb");
         assert_eq!(xml_safe("a\u{1}b\u{FFFF}"), "a\u{FFFD}b\u{FFFD}");
+    }
+
+    #[test]
+    fn plain_bytes_are_those_neither_escaped_nor_replaced() {
+        for b in 0..=255u8 {
+            let s = [b];
+            let plain = std::str::from_utf8(&s)
+                .is_ok_and(|s| escape(xml_safe(s)) == s && !s.contains(['\t', '\n', '\r']));
+            assert_eq!(PLAIN[usize::from(b)], plain, "{b:#x}");
+        }
     }
 
     #[test]
