@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::evidence::assessment::Assessment;
+use crate::evidence::pack::{PackBuilder, PackError};
 use crate::ingest::model::TierTargets;
 use crate::policy::controls::Catalog;
 use crate::policy::findings::Evaluation;
@@ -92,6 +93,31 @@ pub fn machine_files_with(
         (JUNIT_FILE.to_owned(), junit),
         (OSCAL_FILE.to_owned(), oscal),
     ])
+}
+
+/// Adds the machine-format files to a pack as streamed files, with the same
+/// names and bytes as [`machine_files_with`] gives: each is rendered straight
+/// into its file when the pack is written (concurrently with the others), so
+/// the JUnit report, which lists every evaluated subject, is never held in
+/// memory. `eval` must have been made with `keep_subjects: true`, or writing
+/// the pack fails with [`FormatError::SubjectsNotKept`] as its cause.
+pub fn add_machine_files<'a>(
+    builder: &mut PackBuilder<'a>,
+    a: &'a Assessment,
+    eval: &'a Evaluation,
+    r: &'a Reconciled,
+    catalog: &'a Catalog,
+    tiers: Option<&'a BTreeMap<String, TierTargets>>,
+) -> Result<(), PackError> {
+    builder.add_streamed(SARIF_FILE, move |mut out| {
+        super::sarif::render(a, catalog, "", &mut out)
+    })?;
+    builder.add_streamed(JUNIT_FILE, move |mut out| {
+        super::junit::render(a, eval, &mut out)
+    })?;
+    builder.add_streamed(OSCAL_FILE, move |mut out| {
+        super::oscal::render(a, r, catalog, tiers, &mut out)
+    })
 }
 
 /// Writes `value` as pretty JSON with a final newline.

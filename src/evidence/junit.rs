@@ -10,59 +10,106 @@
 //! findings are all excepted is skipped, with the exception in the message;
 //! every other subject passes.
 //!
-//! The XML is written with `quick-xml`, which escapes attribute values and
-//! text; characters XML 1.0 cannot carry at all (most control characters) are
-//! replaced by U+FFFD. Order is fixed: policies as in the assessment,
-//! subjects sorted by id.
+//! The XML is written directly, laid out as `quick-xml`'s indenting writer
+//! lays it out (two spaces per level); attribute values and text are escaped
+//! with `quick-xml`'s [`escape`] (`<`, `>`, `&`, `'`, `"`), and characters XML
+//! 1.0 cannot carry at all (most control characters) are replaced by U+FFFD.
+//! Order is fixed: policies as in the assessment, subjects sorted by id.
+//!
+//! A W1 report holds millions of test cases, so rendering is streaming: no
+//! per-case value is built. Each suite's subjects come from merging the
+//! sorted runs of `eval.evaluated` for the kinds the policy covers (it is
+//! sorted by kind, then id), and its few findings are walked alongside. Give
+//! [`render`] a buffered writer.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::io::{self, Write};
 
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use quick_xml::Writer;
+use quick_xml::escape::escape;
 
 use super::assessment::{Assessment, PolicyResult};
 use super::formats::FormatError;
-use crate::policy::findings::{Evaluation, Finding};
+use crate::policy::findings::{Evaluation, Finding, SubjectKind};
 
-/// One test case before it is written.
-struct Case<'a> {
-    /// The subject id.
-    name: &'a str,
-    /// The findings about it (empty: it passed).
-    findings: Vec<&'a Finding>,
+/// Whether some finding of a test case is not excepted: it fails.
+fn is_failure(findings: &[&Finding]) -> bool {
+    findings.iter().any(|f| !f.is_excepted())
 }
 
-impl Case<'_> {
-    /// Whether some finding about it is not excepted.
-    fn is_failure(&self) -> bool {
-        self.findings.iter().any(|f| !f.is_excepted())
-    }
-
-    /// Whether all its findings are excepted (and there is one).
-    fn is_skipped(&self) -> bool {
-        !self.findings.is_empty() && !self.is_failure()
-    }
+/// Whether a test case has findings and all are excepted: it is skipped.
+fn is_skipped(findings: &[&Finding]) -> bool {
+    !findings.is_empty() && !is_failure(findings)
 }
 
-/// One suite before it is written.
+/// One suite before it is written: a policy, where its subjects are, and the
+/// counts its `<testsuite>` carries.
 struct Suite<'a> {
     /// The policy.
     policy: &'a PolicyResult,
-    /// Its cases, sorted by subject id.
-    cases: Vec<Case<'a>>,
+    /// The evaluated subjects of each kind the policy applies to: runs of
+    /// `(kind, id)` sorted by id.
+    runs: Vec<&'a [(SubjectKind, String)]>,
+    /// The subjects with findings of this policy, sorted by id, each with its
+    /// findings in assessment order.
+    found: Vec<(&'a str, Vec<&'a Finding>)>,
+    /// Test cases (distinct subjects).
+    tests: usize,
+    /// Failing cases.
+    failures: usize,
+    /// Skipped cases.
+    skipped: usize,
 }
 
-impl Suite<'_> {
-    /// Failing cases.
-    fn failures(&self) -> usize {
-        self.cases.iter().filter(|c| c.is_failure()).count()
+impl<'a> Suite<'a> {
+    /// The suite's subject ids, sorted, without duplicates.
+    fn names(&self) -> Names<'a, '_> {
+        Names {
+            runs: self.runs.clone(),
+            found: &self.found,
+            last: None,
+        }
     }
+}
 
-    /// Skipped cases.
-    fn skipped(&self) -> usize {
-        self.cases.iter().filter(|c| c.is_skipped()).count()
+/// The merge of a suite's sorted runs of subject ids and of its finding
+/// subjects: every id once, in sorted order (what collecting them into a
+/// `BTreeSet` gives, without building one).
+struct Names<'a, 's> {
+    /// What is left of each run.
+    runs: Vec<&'a [(SubjectKind, String)]>,
+    /// What is left of the finding subjects.
+    found: &'s [(&'a str, Vec<&'a Finding>)],
+    /// The id returned last, to skip duplicates.
+    last: Option<&'a str>,
+}
+
+impl<'a> Iterator for Names<'a, '_> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            // The smallest head; `None` as the source means `found`.
+            let mut best = self.found.first().map(|(id, _)| *id);
+            let mut source = None;
+            for (i, run) in self.runs.iter().enumerate() {
+                if let Some((_, id)) = run.first() {
+                    if best.is_none_or(|b| id.as_str() < b) {
+                        best = Some(id.as_str());
+                        source = Some(i);
+                    }
+                }
+            }
+            let id = best?;
+            match source {
+                Some(i) => self.runs[i] = &self.runs[i][1..],
+                None => self.found = &self.found[1..],
+            }
+            if self.last != Some(id) {
+                self.last = Some(id);
+                return Some(id);
+            }
+        }
     }
 }
 
@@ -86,10 +133,26 @@ fn xml_safe(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Groups subjects and findings into suites.
-fn suites<'a>(a: &'a Assessment, eval: &'a Evaluation) -> Result<Vec<Suite<'a>>, FormatError> {
+/// `eval.evaluated` sorted by kind, then id: itself when it is (as
+/// `evaluate` leaves it), else a sorted copy.
+fn sorted_subjects(eval: &Evaluation) -> Cow<'_, [(SubjectKind, String)]> {
+    if eval.evaluated.is_sorted() {
+        Cow::Borrowed(&eval.evaluated)
+    } else {
+        let mut copy = eval.evaluated.clone();
+        copy.sort();
+        Cow::Owned(copy)
+    }
+}
+
+/// Groups subjects and findings into suites and counts their cases.
+/// `evaluated` is sorted by kind, then id.
+fn suites<'a>(
+    a: &'a Assessment,
+    evaluated: &'a [(SubjectKind, String)],
+) -> Result<Vec<Suite<'a>>, FormatError> {
     let subjects: u64 = a.subjects.values().sum();
-    if eval.evaluated.is_empty() && subjects > 0 {
+    if evaluated.is_empty() && subjects > 0 {
         return Err(FormatError::SubjectsNotKept);
     }
     let mut findings: BTreeMap<(&str, &str), Vec<&Finding>> = BTreeMap::new();
@@ -102,31 +165,36 @@ fn suites<'a>(a: &'a Assessment, eval: &'a Evaluation) -> Result<Vec<Suite<'a>>,
     Ok(a.policies
         .iter()
         .map(|p| {
-            let mut names: BTreeSet<&str> = eval
-                .evaluated
-                .iter()
-                .filter(|(kind, _)| p.applies_to.contains(kind))
-                .map(|(_, id)| id.as_str())
-                .collect();
-            // INVARIANT: a finding's subject was evaluated; kept in case a
-            // caller assembled the assessment by hand, so no finding is lost.
-            names.extend(
-                a.findings
-                    .iter()
-                    .filter(|f| f.policy_id == p.id)
-                    .map(|f| f.subject.id.as_str()),
-            );
-            let cases = names
+            let kinds: BTreeSet<SubjectKind> = p.applies_to.iter().copied().collect();
+            let runs = kinds
                 .into_iter()
-                .map(|name| Case {
-                    name,
-                    findings: findings
-                        .get(&(p.id.as_str(), name))
-                        .cloned()
-                        .unwrap_or_default(),
+                .map(|kind| {
+                    let start = evaluated.partition_point(|(k, _)| *k < kind);
+                    let end = evaluated.partition_point(|(k, _)| *k <= kind);
+                    &evaluated[start..end]
                 })
+                .filter(|run| !run.is_empty())
                 .collect();
-            Suite { policy: p, cases }
+            // INVARIANT: a finding's subject was evaluated; its findings are
+            // kept in case a caller assembled the assessment by hand, so no
+            // finding is lost.
+            let found: Vec<(&str, Vec<&Finding>)> = findings
+                .range((p.id.as_str(), "")..)
+                .take_while(|((policy, _), _)| *policy == p.id)
+                .map(|((_, subject), fs)| (*subject, fs.clone()))
+                .collect();
+            let failures = found.iter().filter(|(_, fs)| is_failure(fs)).count();
+            let skipped = found.iter().filter(|(_, fs)| is_skipped(fs)).count();
+            let mut suite = Suite {
+                policy: p,
+                runs,
+                found,
+                tests: 0,
+                failures,
+                skipped,
+            };
+            suite.tests = suite.names().count();
+            suite
         })
         .collect())
 }
@@ -169,32 +237,63 @@ fn skipped_message(findings: &[&Finding]) -> String {
         .join("; ")
 }
 
-/// A start tag with attributes, made XML-safe (quick-xml escapes them).
-fn element<'a>(name: &'a str, attrs: &[(&str, &str)]) -> BytesStart<'a> {
-    let mut el = BytesStart::new(name);
-    for (k, v) in attrs {
-        el.push_attribute((*k, xml_safe(v).as_ref()));
+/// The bytes that stand for themselves in XML: printable ASCII except the
+/// five that [`escape`] replaces.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x80 {
+        table[b] = !matches!(b as u8, b'<' | b'>' | b'&' | b'\'' | b'"');
+        b += 1;
     }
-    el
+    table
+};
+
+/// Writes `s` as an attribute value or text: XML-safe, then escaped. Plain
+/// ASCII (the usual subject id) is written as is.
+fn write_escaped(out: &mut impl Write, s: &str) -> io::Result<()> {
+    if s.bytes().all(|b| PLAIN[usize::from(b)]) {
+        out.write_all(s.as_bytes())
+    } else {
+        out.write_all(escape(xml_safe(s)).as_bytes())
+    }
 }
 
-/// Writes the JUnit report of an assessment.
+/// Writes `<name k="v" ...` (no closing `>`), values escaped.
+fn write_start(out: &mut impl Write, name: &str, attrs: &[(&str, &str)]) -> io::Result<()> {
+    out.write_all(b"<")?;
+    out.write_all(name.as_bytes())?;
+    for (k, v) in attrs {
+        out.write_all(b" ")?;
+        out.write_all(k.as_bytes())?;
+        out.write_all(b"=\"")?;
+        write_escaped(out, v)?;
+        out.write_all(b"\"")?;
+    }
+    Ok(())
+}
+
+/// Writes the JUnit report of an assessment. `out` should be buffered: it
+/// gets many small writes.
 pub fn render(a: &Assessment, eval: &Evaluation, out: &mut impl Write) -> Result<(), FormatError> {
-    let suites = suites(a, eval)?;
+    let evaluated = sorted_subjects(eval);
+    let suites = suites(a, &evaluated)?;
     write_xml(&suites, out).map_err(|source| FormatError::Write {
         format: "JUnit",
         source,
     })
 }
 
-/// Writes the suites as XML.
-fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> std::io::Result<()> {
-    let mut w = Writer::new_with_indent(&mut *out, b' ', 2);
-    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let tests: usize = suites.iter().map(|s| s.cases.len()).sum();
-    let failures: usize = suites.iter().map(Suite::failures).sum();
-    let skipped: usize = suites.iter().map(Suite::skipped).sum();
-    w.write_event(Event::Start(element(
+/// Writes the suites as XML, laid out as `quick_xml::Writer::new_with_indent(_,
+/// b' ', 2)` lays out the same events: each element on its own line, except
+/// that a `<failure>`'s text and end tag follow its start tag.
+fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
+    let tests: usize = suites.iter().map(|s| s.tests).sum();
+    let failures: usize = suites.iter().map(|s| s.failures).sum();
+    let skipped: usize = suites.iter().map(|s| s.skipped).sum();
+    write_start(
+        out,
         "testsuites",
         &[
             ("name", "syncproof"),
@@ -203,20 +302,23 @@ fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> std::io::Result<()> 
             ("errors", "0"),
             ("skipped", &skipped.to_string()),
         ],
-    )))?;
+    )?;
+    out.write_all(b">")?;
     for suite in suites {
         let p = suite.policy;
-        w.write_event(Event::Start(element(
+        out.write_all(b"\n  ")?;
+        write_start(
+            out,
             "testsuite",
             &[
                 ("name", &p.id),
-                ("tests", &suite.cases.len().to_string()),
-                ("failures", &suite.failures().to_string()),
+                ("tests", &suite.tests.to_string()),
+                ("failures", &suite.failures.to_string()),
                 ("errors", "0"),
-                ("skipped", &suite.skipped().to_string()),
+                ("skipped", &suite.skipped.to_string()),
             ],
-        )))?;
-        w.write_event(Event::Start(BytesStart::new("properties")))?;
+        )?;
+        out.write_all(b">\n    <properties>")?;
         let controls = p.controls.join(", ");
         for (name, value) in [
             ("title", p.title.as_str()),
@@ -224,43 +326,44 @@ fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> std::io::Result<()> 
             ("controls", controls.as_str()),
             ("source", p.source.as_str()),
         ] {
-            w.write_event(Event::Empty(element(
-                "property",
-                &[("name", name), ("value", value)],
-            )))?;
+            out.write_all(b"\n      ")?;
+            write_start(out, "property", &[("name", name), ("value", value)])?;
+            out.write_all(b"/>")?;
         }
-        w.write_event(Event::End(BytesEnd::new("properties")))?;
+        out.write_all(b"\n    </properties>")?;
+        // Everything of a `<testcase>` before its name's value, written once.
         let classname = format!("syncproof.{}.{}", p.severity, p.id.replace('-', "_"));
-        for case in &suite.cases {
-            let start = element(
-                "testcase",
-                &[("classname", &classname), ("name", case.name)],
-            );
-            if case.is_failure() {
-                w.write_event(Event::Start(start))?;
-                w.write_event(Event::Start(element(
-                    "failure",
-                    &[("message", &p.title), ("type", p.severity.as_str())],
-                )))?;
-                let text = failure_text(&case.findings);
-                w.write_event(Event::Text(BytesText::new(&xml_safe(&text))))?;
-                w.write_event(Event::End(BytesEnd::new("failure")))?;
-                w.write_event(Event::End(BytesEnd::new("testcase")))?;
-            } else if case.is_skipped() {
-                w.write_event(Event::Start(start))?;
-                w.write_event(Event::Empty(element(
-                    "skipped",
-                    &[("message", &skipped_message(&case.findings))],
-                )))?;
-                w.write_event(Event::End(BytesEnd::new("testcase")))?;
-            } else {
-                w.write_event(Event::Empty(start))?;
+        let mut prefix = b"\n    ".to_vec();
+        write_start(&mut prefix, "testcase", &[("classname", &classname)])?;
+        prefix.extend_from_slice(b" name=\"");
+        let mut found = suite.found.iter().peekable();
+        for name in suite.names() {
+            out.write_all(&prefix)?;
+            write_escaped(out, name)?;
+            let findings = found.next_if(|(id, _)| *id == name).map(|(_, fs)| fs);
+            match findings {
+                Some(fs) if is_failure(fs) => {
+                    out.write_all(b"\">\n      ")?;
+                    write_start(
+                        out,
+                        "failure",
+                        &[("message", &p.title), ("type", p.severity.as_str())],
+                    )?;
+                    out.write_all(b">")?;
+                    write_escaped(out, &failure_text(fs))?;
+                    out.write_all(b"</failure>\n    </testcase>")?;
+                }
+                Some(fs) if is_skipped(fs) => {
+                    out.write_all(b"\">\n      ")?;
+                    write_start(out, "skipped", &[("message", &skipped_message(fs))])?;
+                    out.write_all(b"/>\n    </testcase>")?;
+                }
+                _ => out.write_all(b"\"/>")?,
             }
         }
-        w.write_event(Event::End(BytesEnd::new("testsuite")))?;
+        out.write_all(b"\n  </testsuite>")?;
     }
-    w.write_event(Event::End(BytesEnd::new("testsuites")))?;
-    out.write_all(b"\n")
+    out.write_all(b"\n</testsuites>\n")
 }
 
 #[cfg(test)]
@@ -274,20 +377,263 @@ mod tests {
     }
 
     #[test]
+    fn plain_bytes_are_those_neither_escaped_nor_replaced() {
+        for b in 0..=255u8 {
+            let s = [b];
+            let plain = std::str::from_utf8(&s)
+                .is_ok_and(|s| escape(xml_safe(s)) == s && !s.contains(['\t', '\n', '\r']));
+            assert_eq!(PLAIN[usize::from(b)], plain, "{b:#x}");
+        }
+    }
+
+    #[test]
     fn attributes_and_text_are_escaped() {
         let mut out = Vec::new();
-        {
-            let mut w = Writer::new(&mut out);
-            w.write_event(Event::Start(element("testcase", &[("name", "<&\">'")])))
+        write_start(&mut out, "testcase", &[("name", "<&\">'"), ("id", "plain")]).unwrap();
+        out.push(b'>');
+        write_escaped(&mut out, "<&\">\u{1}é\n").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<testcase name=\"&lt;&amp;&quot;&gt;&apos;\" id=\"plain\">&lt;&amp;&quot;&gt;\u{FFFD}é\n"
+        );
+    }
+
+    use crate::policy::findings::{AppliedException, Severity, Subject};
+    use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+
+    fn policy(id: &str, applies_to: Vec<SubjectKind>) -> PolicyResult {
+        PolicyResult {
+            id: id.into(),
+            title: "Title with 'quotes' & <tags>".into(),
+            severity: Severity::High,
+            controls: vec!["AC-2".into(), "NHI1:2025".into()],
+            remediation: "fix it".into(),
+            applies_to,
+            evaluated: 0,
+            failed: 0,
+            excepted: 0,
+            source: format!("{id}.cedar:1"),
+        }
+    }
+
+    fn finding(policy_id: &str, subject: &str, excepted: bool) -> Finding {
+        Finding {
+            policy_id: policy_id.into(),
+            severity: Severity::High,
+            title: "t".into(),
+            controls: vec!["AC-2".into()],
+            subject: Subject {
+                kind: SubjectKind::Grant,
+                id: subject.into(),
+                identity: None,
+                identity_kind: None,
+                application: None,
+                entitlement: None,
+                account: None,
+                connector: None,
+                tier: "high".into(),
+            },
+            facts: "facts <&> \"x\"\nline\u{7}".into(),
+            context: serde_json::Value::Null,
+            evidence: vec![],
+            remediation: "do 'this'".into(),
+            exception: excepted.then(|| AppliedException {
+                id: "EXC-1".into(),
+                justification: "because <reasons> & \"more\"".into(),
+                approver: "a@example.com".into(),
+                ticket: None,
+                granted_at: "2026-01-01T00:00:00Z".into(),
+                expires_at: "2026-12-31T00:00:00Z".into(),
+            }),
+        }
+    }
+
+    /// The suites rendered by `quick_xml`'s indenting writer, event by event,
+    /// as JUnit was rendered before it was streamed: the layout reference.
+    fn reference(suites: &[Suite<'_>]) -> Vec<u8> {
+        fn el<'a>(name: &'a str, attrs: &[(&str, &str)]) -> BytesStart<'a> {
+            let mut el = BytesStart::new(name);
+            for (k, v) in attrs {
+                el.push_attribute((*k, xml_safe(v).as_ref()));
+            }
+            el
+        }
+        let mut out = Vec::new();
+        let mut w = quick_xml::Writer::new_with_indent(&mut out, b' ', 2);
+        let n = |f: fn(&Suite<'_>) -> usize| suites.iter().map(f).sum::<usize>().to_string();
+        let ev = [
+            Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)),
+            Event::Start(el(
+                "testsuites",
+                &[
+                    ("name", "syncproof"),
+                    ("tests", &n(|s| s.tests)),
+                    ("failures", &n(|s| s.failures)),
+                    ("errors", "0"),
+                    ("skipped", &n(|s| s.skipped)),
+                ],
+            )),
+        ];
+        for e in ev {
+            w.write_event(e).unwrap();
+        }
+        for s in suites {
+            let p = s.policy;
+            let (t, f, k) = (
+                s.tests.to_string(),
+                s.failures.to_string(),
+                s.skipped.to_string(),
+            );
+            let attrs = [
+                ("name", p.id.as_str()),
+                ("tests", &t),
+                ("failures", &f),
+                ("errors", "0"),
+                ("skipped", &k),
+            ];
+            w.write_event(Event::Start(el("testsuite", &attrs)))
                 .unwrap();
-            w.write_event(Event::Text(BytesText::new("<&\">"))).unwrap();
-            w.write_event(Event::End(BytesEnd::new("testcase")))
+            w.write_event(Event::Start(BytesStart::new("properties")))
+                .unwrap();
+            let controls = p.controls.join(", ");
+            for (name, value) in [
+                ("title", p.title.as_str()),
+                ("severity", p.severity.as_str()),
+                ("controls", &controls),
+                ("source", &p.source),
+            ] {
+                let prop = el("property", &[("name", name), ("value", value)]);
+                w.write_event(Event::Empty(prop)).unwrap();
+            }
+            w.write_event(Event::End(BytesEnd::new("properties")))
+                .unwrap();
+            let classname = format!("syncproof.{}.{}", p.severity, p.id.replace('-', "_"));
+            for name in s.names() {
+                let start = el("testcase", &[("classname", &classname), ("name", name)]);
+                let fs = s
+                    .found
+                    .iter()
+                    .find(|(id, _)| *id == name)
+                    .map(|(_, fs)| fs.clone())
+                    .unwrap_or_default();
+                if is_failure(&fs) {
+                    w.write_event(Event::Start(start)).unwrap();
+                    let attrs = [("message", p.title.as_str()), ("type", p.severity.as_str())];
+                    w.write_event(Event::Start(el("failure", &attrs))).unwrap();
+                    let text = failure_text(&fs);
+                    w.write_event(Event::Text(BytesText::new(&xml_safe(&text))))
+                        .unwrap();
+                    w.write_event(Event::End(BytesEnd::new("failure"))).unwrap();
+                    w.write_event(Event::End(BytesEnd::new("testcase")))
+                        .unwrap();
+                } else if is_skipped(&fs) {
+                    w.write_event(Event::Start(start)).unwrap();
+                    let skipped = el("skipped", &[("message", &skipped_message(&fs))]);
+                    w.write_event(Event::Empty(skipped)).unwrap();
+                    w.write_event(Event::End(BytesEnd::new("testcase")))
+                        .unwrap();
+                } else {
+                    w.write_event(Event::Empty(start)).unwrap();
+                }
+            }
+            w.write_event(Event::End(BytesEnd::new("testsuite")))
                 .unwrap();
         }
-        let xml = String::from_utf8(out).unwrap();
+        w.write_event(Event::End(BytesEnd::new("testsuites")))
+            .unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    fn sample() -> (Assessment, Evaluation) {
+        use SubjectKind::*;
+        let mut eval = Evaluation::default();
+        for (kind, id) in [
+            (Grant, "grant:b"),
+            (Change, "change:z"),
+            (Grant, "grant:a<&>'\"\u{1}"),
+            (Account, "account:x"),
+            (Grant, "grant:a"),
+            (Change, "change:a"),
+            (Grant, "grant:b"),
+        ] {
+            eval.evaluated.push((kind, id.to_owned()));
+        }
+        eval.subjects.insert(Grant, 4);
+        let findings = vec![
+            finding("p-one", "grant:b", false),
+            finding("p-one", "grant:b", true),
+            finding("p-one", "grant:a", true),
+            finding("p-one", "grant:never-evaluated", false),
+            finding("p-two", "change:z", true),
+        ];
+        let a = Assessment {
+            tool: super::super::assessment::Tool::current(),
+            collection: "c".into(),
+            as_of: "2026-11-20T12:00:00Z".into(),
+            fail_on: Severity::Low,
+            verdict: super::super::assessment::Verdict::Fail,
+            policy_set_sha256: String::new(),
+            counts: Default::default(),
+            subjects: eval.subjects.clone(),
+            policies: vec![
+                policy("p-one", vec![Grant, Grant]),
+                policy("p-two", vec![Grant, Change]),
+                policy("p-none", vec![Snapshot]),
+            ],
+            findings,
+            exceptions: vec![],
+        };
+        (a, eval)
+    }
+
+    #[test]
+    fn layout_matches_quick_xml_indenting_writer() {
+        let (a, mut eval) = sample();
+        let mut out = Vec::new();
+        render(&a, &eval, &mut out).unwrap();
+        eval.evaluated.sort();
+        let suites = suites(&a, &eval.evaluated).unwrap();
         assert_eq!(
-            xml,
-            "<testcase name=\"&lt;&amp;&quot;&gt;&apos;\">&lt;&amp;&quot;&gt;</testcase>"
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(reference(&suites)).unwrap()
+        );
+        let counts: Vec<_> = suites
+            .iter()
+            .map(|s| (s.tests, s.failures, s.skipped))
+            .collect();
+        assert_eq!(counts, [(4, 2, 1), (5, 0, 1), (0, 0, 0)]);
+    }
+
+    #[test]
+    fn names_are_merged_sorted_and_distinct() {
+        let (a, mut eval) = sample();
+        eval.evaluated.sort();
+        let suites = suites(&a, &eval.evaluated).unwrap();
+        let names: Vec<&str> = suites[1].names().collect();
+        assert_eq!(
+            names,
+            [
+                "change:a",
+                "change:z",
+                "grant:a",
+                "grant:a<&>'\"\u{1}",
+                "grant:b"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_suites_and_no_subjects() {
+        let (mut a, mut eval) = sample();
+        a.policies.clear();
+        a.subjects.clear();
+        eval.evaluated.clear();
+        let mut out = Vec::new();
+        render(&a, &eval, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(reference(&[])).unwrap()
         );
     }
 }

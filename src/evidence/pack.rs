@@ -1,9 +1,10 @@
 //! The evidence pack writer: collects files, writes them with their manifest
 //! and signatures into a directory, atomically.
 //!
-//! Input: `(relative path, bytes)` pairs, the collection's input digests, the
-//! assessment predicate, the `as_of` time and a [`PrivateKey`]. Output: a pack
-//! directory:
+//! Input: `(relative path, bytes)` pairs, or `(relative path, producer)` pairs
+//! for files streamed at write time (see [`PackBuilder::add_streamed`]), the
+//! collection's input digests, the assessment predicate, the `as_of` time and
+//! a [`PrivateKey`]. Output: a pack directory:
 //!
 //! ```text
 //! OUT/
@@ -26,18 +27,36 @@
 //!
 //! Everything is written into a fresh temporary directory beside `OUT`
 //! (same parent, so the final `rename` does not cross file systems), fsynced,
-//! then renamed into place. On any error the temporary directory is removed
-//! and `OUT` is left as it was. With `overwrite`, an existing pack is moved
+//! then renamed into place. On any error — a producer's included — the
+//! temporary directory is removed and `OUT` is left as it was. With `overwrite`, an existing pack is moved
 //! aside, the new one renamed in, and the old one removed.
 //!
 //! Same files + same options + same key give byte-identical packs: paths are
 //! kept sorted, Ed25519 signatures are deterministic, and the only time in a
-//! pack is the caller's `as_of`.
+//! pack is the caller's `as_of`. A streamed file is the same as the bytes its
+//! producer writes: its size and SHA-256 are taken from exactly the bytes that
+//! reach the file.
+//!
+//! # Streaming and parallelism
+//!
+//! Files are written concurrently (on rayon's pool), each into its own file:
+//! a file's bytes depend only on its bytes or its producer, and the manifest
+//! lists them sorted by path, so the pack does not depend on the order in
+//! which they finish. A streamed file never exists in memory whole: its
+//! producer's output is cut into 1 MiB chunks and handed, in order, over a
+//! bounded channel to a thread of its own that writes each chunk to the file
+//! and hashes and counts exactly what the file accepted. Rendering, hashing
+//! and the write system calls so overlap.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use super::dsse::{self, DsseError, Statement};
 use super::keys::{KeyId, PrivateKey};
@@ -50,6 +69,20 @@ use crate::ingest::model::InputFile;
 
 /// Prefix of the temporary directory a pack is built in.
 const TEMP_PREFIX: &str = ".syncproof-pack-";
+
+/// Size of the chunks a producer's output is handed over in.
+const STREAM_BUFFER: usize = 1 << 20;
+
+/// Chunks that may wait between a producer and its file's writer thread:
+/// bounds the memory a streamed file takes to a few MiB.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Why a [`Producer`] failed.
+pub type ProduceError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Writes a streamed file's contents into the writer it is given, when the
+/// pack is written (see [`PackBuilder::add_streamed`]).
+pub type Producer<'a> = Box<dyn FnOnce(&mut dyn Write) -> Result<(), ProduceError> + Send + 'a>;
 
 /// Errors from building or writing a pack.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -104,6 +137,16 @@ pub enum PackError {
     NotADirectory {
         /// The output path.
         path: PathBuf,
+    },
+    /// A streamed file's producer failed.
+    #[error("cannot write pack file `{path}`")]
+    #[diagnostic(code(syncproof::pack::produce))]
+    Produce {
+        /// The file's path in the pack.
+        path: String,
+        /// The producer's error.
+        #[source]
+        source: ProduceError,
     },
     /// An I/O operation failed.
     #[error("cannot {action} `{}`", path.display())]
@@ -163,17 +206,42 @@ pub struct PackSummary {
     pub manifest_sha256: String,
 }
 
+/// A file's contents: bytes in hand, or a producer run at write time.
+enum Contents<'a> {
+    /// The bytes.
+    Bytes(Vec<u8>),
+    /// Writes the bytes when the pack is written.
+    Streamed(Producer<'a>),
+}
+
 /// Collects the files of a pack, then writes it.
-#[derive(Clone, Debug, Default)]
-pub struct PackBuilder {
+///
+/// `'a` is how long the producers of streamed files may borrow (the data
+/// they render from).
+#[derive(Default)]
+pub struct PackBuilder<'a> {
     /// Relative path to contents; sorted, so output order is deterministic.
-    files: BTreeMap<String, Vec<u8>>,
+    files: BTreeMap<String, Contents<'a>>,
     /// Test hook: fail after writing the files, before the rename.
     #[cfg(test)]
     fail_before_rename: bool,
 }
 
-impl PackBuilder {
+impl fmt::Debug for PackBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.files.iter().map(|(path, contents)| {
+                let what = match contents {
+                    Contents::Bytes(b) => format!("{} bytes", b.len()),
+                    Contents::Streamed(_) => "streamed".to_owned(),
+                };
+                (path, what)
+            }))
+            .finish()
+    }
+}
+
+impl<'a> PackBuilder<'a> {
     /// An empty pack.
     pub fn new() -> Self {
         Self::default()
@@ -190,32 +258,57 @@ impl PackBuilder {
         bytes: impl Into<Vec<u8>>,
     ) -> Result<(), PackError> {
         let path = path.into();
-        check_relative_path(&path).map_err(|reason| PackError::UnsafePath {
-            path: path.clone(),
+        self.check_new_path(&path)?;
+        self.files.insert(path, Contents::Bytes(bytes.into()));
+        Ok(())
+    }
+
+    /// Adds a file at `path` whose contents `produce` writes when the pack is
+    /// written, straight into the file in the pack's temporary directory
+    /// (through a buffer), so a large file is never held in memory. Its size
+    /// and SHA-256 in the manifest are those of the bytes written. If
+    /// `produce` fails, [`write`](Self::write) fails with
+    /// [`PackError::Produce`] and leaves no pack behind.
+    ///
+    /// `produce` may run on another thread, concurrently with other
+    /// producers. Paths are checked as by [`add`](Self::add).
+    pub fn add_streamed<E>(
+        &mut self,
+        path: impl Into<String>,
+        produce: impl FnOnce(&mut dyn Write) -> Result<(), E> + Send + 'a,
+    ) -> Result<(), PackError>
+    where
+        E: Into<ProduceError>,
+    {
+        let path = path.into();
+        self.check_new_path(&path)?;
+        let produce: Producer<'a> = Box::new(move |out| produce(out).map_err(Into::into));
+        self.files.insert(path, Contents::Streamed(produce));
+        Ok(())
+    }
+
+    /// Checks that `path` may be added: see [`add`](Self::add).
+    fn check_new_path(&self, path: &str) -> Result<(), PackError> {
+        check_relative_path(path).map_err(|reason| PackError::UnsafePath {
+            path: path.to_owned(),
             reason,
         })?;
-        if RESERVED_FILES.contains(&path.as_str()) {
-            return Err(PackError::ReservedPath { path });
-        }
-        if self.files.contains_key(&path) {
-            return Err(PackError::DuplicatePath {
-                other: path.clone(),
-                path,
+        if RESERVED_FILES.contains(&path) {
+            return Err(PackError::ReservedPath {
+                path: path.to_owned(),
             });
         }
-        // `a` vs `a/b`: one would have to be both a file and a directory.
+        // The same path twice, or `a` vs `a/b`: one would have to be both a
+        // file and a directory.
         let as_dir = format!("{path}/");
-        if let Some(other) = self
-            .files
-            .keys()
-            .find(|k| k.starts_with(&as_dir) || path.starts_with(&format!("{k}/")))
-        {
+        if let Some(other) = self.files.keys().find(|k| {
+            k.as_str() == path || k.starts_with(&as_dir) || path.starts_with(&format!("{k}/"))
+        }) {
             return Err(PackError::DuplicatePath {
                 other: other.clone(),
-                path,
+                path: path.to_owned(),
             });
         }
-        self.files.insert(path, bytes.into());
         Ok(())
     }
 
@@ -274,9 +367,8 @@ impl PackBuilder {
             .tempdir_in(&parent)
             .map_err(io_err("create a temporary directory in", &parent))?;
 
-        let mut entries = Vec::with_capacity(self.files.len());
         let mut dirs = vec![temp.path().to_path_buf()];
-        for (path, bytes) in &self.files {
+        for path in self.files.keys() {
             let target = temp.path().join(path);
             if let Some(dir) = target.parent() {
                 if !dirs.iter().any(|d| d == dir) {
@@ -284,14 +376,25 @@ impl PackBuilder {
                     dirs.push(dir.to_path_buf());
                 }
             }
-            write_synced(&target, bytes)?;
-            let (size, sha256) = digest_bytes(bytes);
-            entries.push(FileEntry {
-                path: path.clone(),
-                size,
-                sha256,
-            });
         }
+        // Each file on its own task (one may be far larger than the others);
+        // the entries come back in path order.
+        let files: Vec<(String, Contents<'a>)> = self.files.into_iter().collect();
+        let entries = files
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|(path, contents)| {
+                let target = temp.path().join(&path);
+                let (size, sha256) = match contents {
+                    Contents::Bytes(bytes) => {
+                        write_synced(&target, &bytes)?;
+                        digest_bytes(&bytes)
+                    }
+                    Contents::Streamed(produce) => write_streamed(&target, &path, produce)?,
+                };
+                Ok(FileEntry { path, size, sha256 })
+            })
+            .collect::<Result<Vec<_>, PackError>>()?;
 
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
@@ -382,6 +485,145 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PackError> {
         .map_err(io_err("write", path))
 }
 
+/// Creates a new file, streams `produce`'s output into it and fsyncs it.
+/// Returns the size and SHA-256 of the bytes that reached the file.
+///
+/// The producer runs on this thread and writes into a [`ChunkSender`]; a
+/// second thread receives the chunks in order and writes them through a
+/// [`DigestWriter`]. If that thread fails, the producer's next write fails
+/// and the thread's I/O error is reported.
+fn write_streamed(
+    target: &Path,
+    path: &str,
+    produce: Producer<'_>,
+) -> Result<(u64, String), PackError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .map_err(io_err("create", target))?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let (produced, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<(File, u64, String)> {
+            let mut out = DigestWriter::new(file);
+            for chunk in rx {
+                out.write_all(&chunk)?;
+            }
+            Ok(out.finish())
+        });
+        let mut sink = ChunkSender {
+            tx: Some(tx),
+            chunk: Vec::with_capacity(STREAM_BUFFER),
+        };
+        let produced = produce(&mut sink).and_then(|()| Ok(sink.finish()?));
+        // Hang up (if the producer failed), so the writer thread ends.
+        drop(sink);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (produced, written)
+    });
+    let (file, size, sha256) = written.map_err(io_err("write", target))?;
+    produced.map_err(|source| PackError::Produce {
+        path: path.to_owned(),
+        source,
+    })?;
+    file.sync_all().map_err(io_err("write", target))?;
+    Ok((size, sha256))
+}
+
+/// The producer's end of a streamed file: collects writes into chunks of
+/// [`STREAM_BUFFER`] bytes and sends each, in order, to the writer thread.
+struct ChunkSender {
+    /// Where full chunks go; `None` once finished.
+    tx: Option<SyncSender<Vec<u8>>>,
+    /// The chunk being filled.
+    chunk: Vec<u8>,
+}
+
+impl ChunkSender {
+    /// Sends the chunk being filled, if any.
+    fn send(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(STREAM_BUFFER));
+        self.tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the stream is finished"))?
+            .send(chunk)
+            .map_err(|_| io::Error::other("the file's writer stopped"))
+    }
+
+    /// Sends what is left and hangs up.
+    fn finish(&mut self) -> io::Result<()> {
+        self.send()?;
+        self.tx = None;
+        Ok(())
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = STREAM_BUFFER - self.chunk.len();
+        let n = buf.len().min(room);
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() >= STREAM_BUFFER {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Chunks are sent when full or at the end; nothing to force here.
+        Ok(())
+    }
+}
+
+/// Passes writes on to `inner`, hashing and counting exactly the bytes
+/// `inner` accepted.
+struct DigestWriter<W> {
+    /// Where the bytes go.
+    inner: W,
+    /// SHA-256 of the bytes written so far.
+    hasher: Sha256,
+    /// Bytes written so far.
+    size: u64,
+}
+
+impl<W: Write> DigestWriter<W> {
+    /// Wraps `inner`.
+    fn new(inner: W) -> Self {
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The writer back, the size and the lowercase hex SHA-256 of what was
+    /// written.
+    fn finish(self) -> (W, u64, String) {
+        (self.inner, self.size, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let written = buf
+            .get(..n)
+            .ok_or_else(|| io::Error::other("the writer reported more bytes than it was given"))?;
+        self.hasher.update(written);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Fsyncs a directory so the names in it are durable (a no-op off Unix).
 fn sync_dir(dir: &Path) -> Result<(), PackError> {
     #[cfg(unix)]
@@ -427,7 +669,7 @@ pub(crate) mod tests {
     }
 
     /// A builder with a few files, one in a subdirectory.
-    pub(crate) fn test_builder() -> PackBuilder {
+    pub(crate) fn test_builder() -> PackBuilder<'static> {
         let mut b = PackBuilder::new();
         b.add("report.json", b"{\"ok\":true}\n".to_vec()).unwrap();
         b.add("report.md", b"# Report\n".to_vec()).unwrap();
@@ -658,5 +900,202 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(b.len(), 1);
+    }
+
+    /// `len` bytes that are not a repeating block (so a misplaced chunk
+    /// changes the digest).
+    fn patterned(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
+    }
+
+    /// Writes `bytes` in chunks of awkward sizes, as a renderer would.
+    fn chunked(bytes: &[u8], out: &mut dyn Write) -> io::Result<()> {
+        for chunk in bytes.chunks(7919) {
+            out.write_all(chunk)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn streamed_file_is_listed_with_the_size_and_digest_of_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        // Larger than the stream buffer, and not a multiple of it.
+        let data = patterned(3 * STREAM_BUFFER + 12_345);
+        let mut b = test_builder();
+        b.add_streamed("big/stream.xml", |w| chunked(&data, w))
+            .unwrap();
+        b.add_streamed("empty.txt", |_| Ok::<(), io::Error>(()))
+            .unwrap();
+        b.write(&out, test_options(), &test_key()).unwrap();
+
+        let manifest = Manifest::from_bytes(&fs::read(out.join(MANIFEST_FILE)).unwrap()).unwrap();
+        for (path, want) in [("big/stream.xml", &data[..]), ("empty.txt", &[][..])] {
+            let entry = manifest.files.iter().find(|f| f.path == path).unwrap();
+            let on_disk = super::super::manifest::digest_file(&out.join(path)).unwrap();
+            assert_eq!((entry.size, entry.sha256.clone()), on_disk, "{path}");
+            assert_eq!(on_disk, digest_bytes(want), "{path}");
+        }
+        let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "big/stream.xml",
+                "empty.txt",
+                "report.json",
+                "report.md",
+                "sarif/findings.sarif"
+            ]
+        );
+    }
+
+    #[test]
+    fn streamed_and_buffered_files_give_identical_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let data = patterned(STREAM_BUFFER + 1);
+        let mut buffered = test_builder();
+        buffered.add("x/data.bin", data.clone()).unwrap();
+        buffered.write(&a, test_options(), &test_key()).unwrap();
+        let mut streamed = PackBuilder::new();
+        streamed
+            .add_streamed("report.json", |w| w.write_all(b"{\"ok\":true}\n"))
+            .unwrap();
+        streamed
+            .add_streamed("report.md", |w| w.write_all(b"# Report\n"))
+            .unwrap();
+        streamed
+            .add_streamed("sarif/findings.sarif", |w| w.write_all(b"{}"))
+            .unwrap();
+        streamed
+            .add_streamed("x/data.bin", |w| chunked(&data, w))
+            .unwrap();
+        streamed.write(&b, test_options(), &test_key()).unwrap();
+        assert_eq!(read_tree(&a), read_tree(&b));
+    }
+
+    #[test]
+    fn failing_producer_leaves_no_pack_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        let data = patterned(2 * STREAM_BUFFER);
+        let mut b = test_builder();
+        b.add_streamed("report.xml", |w| {
+            chunked(&data, w)?;
+            Err(io::Error::other("renderer failed half way"))
+        })
+        .unwrap();
+        let err = b.write(&out, test_options(), &test_key()).unwrap_err();
+        assert!(
+            matches!(&err, PackError::Produce { path, .. } if path == "report.xml"),
+            "{err}"
+        );
+        assert!(fs::symlink_metadata(&out).is_err());
+        assert!(leftovers(dir.path()).is_empty());
+        assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn failing_producer_with_overwrite_keeps_the_old_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        test_builder()
+            .write(&out, test_options(), &test_key())
+            .unwrap();
+        let before = read_tree(&out);
+        let mut b = test_builder();
+        b.add_streamed("report.xml", |w| {
+            w.write_all(b"<partial")?;
+            Err(io::Error::other("renderer failed"))
+        })
+        .unwrap();
+        let mut options = test_options();
+        options.overwrite = true;
+        assert!(b.write(&out, options, &test_key()).is_err());
+        assert_eq!(read_tree(&out), before);
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn streamed_pack_verifies_and_tampering_is_caught() {
+        use crate::evidence::verify::verify;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pack");
+        let data = patterned(2 * STREAM_BUFFER + 3);
+        let mut b = test_builder();
+        b.add_streamed("findings.junit.xml", |w| chunked(&data, w))
+            .unwrap();
+        let key = test_key();
+        b.write(&out, test_options(), &key).unwrap();
+        let verified = verify(&out, &key.public_key(), None).unwrap();
+        assert_eq!(verified.file_count(), 4);
+
+        let path = out.join("findings.junit.xml");
+        // One flipped bit in the middle.
+        let mut changed = data.clone();
+        changed[STREAM_BUFFER] ^= 1;
+        fs::write(&path, &changed).unwrap();
+        assert!(verify(&out, &key.public_key(), None).is_err());
+        // Truncated.
+        fs::write(&path, &data[..data.len() - 1]).unwrap();
+        assert!(verify(&out, &key.public_key(), None).is_err());
+        // Restored.
+        fs::write(&path, &data).unwrap();
+        assert!(verify(&out, &key.public_key(), None).is_ok());
+    }
+
+    #[test]
+    fn add_streamed_checks_paths_like_add() {
+        let mut b = PackBuilder::new();
+        b.add("dir/a", b"x".to_vec()).unwrap();
+        let ok = |_: &mut dyn Write| Ok::<(), io::Error>(());
+        assert!(matches!(
+            b.add_streamed("../up", ok),
+            Err(PackError::UnsafePath { .. })
+        ));
+        assert!(matches!(
+            b.add_streamed(MANIFEST_FILE, ok),
+            Err(PackError::ReservedPath { .. })
+        ));
+        for p in ["dir/a", "dir", "dir/a/b"] {
+            assert!(
+                matches!(b.add_streamed(p, ok), Err(PackError::DuplicatePath { .. })),
+                "{p}"
+            );
+        }
+        b.add_streamed("dir/b", ok).unwrap();
+        assert!(matches!(
+            b.add("dir/b", vec![]),
+            Err(PackError::DuplicatePath { .. })
+        ));
+        assert_eq!(b.len(), 2);
+    }
+
+    /// A writer that accepts at most 5 bytes per call.
+    struct Short(Vec<u8>);
+
+    impl Write for Short {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(5);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn digest_writer_hashes_exactly_what_was_accepted() {
+        let data = patterned(1000);
+        let mut w = DigestWriter::new(Short(Vec::new()));
+        assert_eq!(w.write(&data).unwrap(), 5);
+        w.write_all(&data[5..]).unwrap();
+        let (inner, size, sha256) = w.finish();
+        assert_eq!(inner.0, data);
+        assert_eq!((size, sha256), digest_bytes(&data));
     }
 }

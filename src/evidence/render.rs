@@ -84,6 +84,16 @@ impl Templates {
 
     /// Renders the report in both formats: `(html, markdown)`.
     pub fn render(&self, report: &Report) -> Result<(String, String), RenderError> {
+        Ok((
+            self.render_one(HTML_TEMPLATE, report)?,
+            self.render_one(MD_TEMPLATE, report)?,
+        ))
+    }
+
+    /// Renders the report with one template ([`HTML_TEMPLATE`] or
+    /// [`MD_TEMPLATE`]), ending in a newline. Independent of the other
+    /// template, so both can be rendered at once.
+    pub fn render_one(&self, name: &str, report: &Report) -> Result<String, RenderError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // HTML-escape everything in the HTML report; Markdown is plain text.
@@ -106,17 +116,14 @@ impl Templates {
             report => Value::from_serialize(report),
             chart => Value::from_safe_string(report.latency_chart_svg.clone()),
         };
-        let render = |name: &str| -> Result<String, RenderError> {
-            let t = env
-                .get_template(name)
-                .map_err(|e| template_error(name, &e))?;
-            let mut out = t.render(&ctx).map_err(|e| template_error(name, &e))?;
-            if !out.ends_with('\n') {
-                out.push('\n');
-            }
-            Ok(out)
-        };
-        Ok((render(HTML_TEMPLATE)?, render(MD_TEMPLATE)?))
+        let t = env
+            .get_template(name)
+            .map_err(|e| template_error(name, &e))?;
+        let mut out = t.render(&ctx).map_err(|e| template_error(name, &e))?;
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        Ok(out)
     }
 }
 
