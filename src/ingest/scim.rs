@@ -209,7 +209,7 @@ fn read_file(
     // Resources appear in file order: count newlines incrementally.
     let (mut counted_to, mut line_before) = (0usize, 1u64);
     for (i, raw) in resources.into_iter().enumerate() {
-        let at = format!("Resources[{i}]");
+        let at = format_args!("Resources[{i}]");
         let bytes = raw.get();
         let offset = (bytes.as_ptr() as usize)
             .saturating_sub(text.as_ptr() as usize)
@@ -227,8 +227,13 @@ fn read_file(
             line,
             sha256: Sha256Digest::of(bytes.as_bytes()),
         };
-        let mut de = serde_json::Deserializer::from_str(bytes);
-        let res: RawResource = match serde_path_to_error::deserialize(&mut de) {
+        // Fast path: a valid resource is parsed once, without tracking the
+        // path; only a failure is parsed again to say where it failed.
+        let parsed = serde_json::from_str::<RawResource>(bytes).or_else(|_| {
+            let mut de = serde_json::Deserializer::from_str(bytes);
+            serde_path_to_error::deserialize::<_, RawResource>(&mut de)
+        });
+        let res: RawResource = match parsed {
             Ok(r) => r,
             Err(e) => {
                 problems.push(RecordError::at_path(
@@ -305,7 +310,7 @@ fn read_file(
                     source,
                 },
                 members: res.members.into_iter().enumerate().collect(),
-                at,
+                at: at.to_string(),
                 file: file.to_owned(),
             });
         } else {

@@ -302,12 +302,10 @@ impl Lifecycles {
         Vec<Anomaly>,
     ) {
         let mut changes = Vec::with_capacity(self.changes.len());
-        let mut keys: Vec<String> = self.changes.keys().cloned().collect();
-        keys.sort();
-        for key in keys {
-            let Some(acc) = self.changes.remove(&key) else {
-                continue;
-            };
+        // Taken in map order: `changes` and `anomalies` are sorted by total
+        // orders below, and the connector sums do not depend on order.
+        let accumulated = std::mem::take(&mut self.changes);
+        for (key, acc) in accumulated {
             let Some(req) = acc.request else {
                 let mut evidence: Vec<SourceRef> =
                     acc.attempts.values().map(|a| a.3.clone()).collect();
