@@ -3,10 +3,12 @@
 //! text, JSON, SARIF, JUnit XML or OSCAL — is written in every case, so a CI
 //! step can upload it even when the gate fails.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{write_stdout, ExitCode};
 use crate::evidence::assessment::{Assessment, Verdict};
+use crate::evidence::formats::FormatError;
 use crate::policy::Severity;
 
 /// Output formats of `check`.
@@ -64,6 +66,32 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
     )?;
     progress.phase("rendering");
     let assessment = Assessment::new(&reconciled, &pack, &eval, applied.reports, args.fail_on);
+    let code = match assessment.verdict {
+        Verdict::Pass => ExitCode::Clean,
+        Verdict::Fail => ExitCode::Failed,
+    };
+    if args.format == CheckFormat::Junit {
+        // JUnit lists every (policy, subject) pair: hundreds of MB on a large
+        // collection, so it is written to stdout as it is rendered.
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        let written = crate::evidence::junit::render(&assessment, &eval, &mut out).and_then(|()| {
+            out.flush().map_err(|source| FormatError::Write {
+                format: "JUnit",
+                source,
+            })
+        });
+        progress.finish(Some(eval.cedar_time));
+        return match written {
+            Ok(()) => Ok(code),
+            // The reader went away (`| head`): not an error of ours.
+            Err(FormatError::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Ok(code)
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     let mut out = Vec::new();
     match args.format {
         CheckFormat::Json => {
@@ -80,7 +108,7 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
             &uri_base(&args.collection),
             &mut out,
         )?,
-        CheckFormat::Junit => crate::evidence::junit::render(&assessment, &eval, &mut out)?,
+        CheckFormat::Junit => unreachable!("JUnit is streamed above"),
         CheckFormat::Oscal => crate::evidence::oscal::render(
             &assessment,
             &reconciled,
@@ -91,10 +119,7 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
     }
     progress.finish(Some(eval.cedar_time));
     write_stdout(&out)?;
-    Ok(match assessment.verdict {
-        Verdict::Pass => ExitCode::Clean,
-        Verdict::Fail => ExitCode::Failed,
-    })
+    Ok(code)
 }
 
 /// The prefix SARIF puts before evidence paths: the collection directory as
