@@ -2,7 +2,9 @@
 //!
 //! Every subject (change, grant, assignment, account, connector, snapshot) is
 //! one Cedar request, decided by the `Authorizer` against every policy whose
-//! action scope can apply to it. On `Deny`, each determining forbid policy
+//! action scope can apply to it, less those a false leading context guard
+//! rules out ([`super::slice`]: that changes no decision, determining policy
+//! or error). On `Deny`, each determining forbid policy
 //! becomes a finding. Entity stores are built per partition — one per
 //! application, plus one for the connectors — and dropped after use, so memory
 //! follows the largest application rather than the whole collection.
@@ -20,6 +22,7 @@ use rayon::prelude::*;
 
 use super::findings::{Evaluation, Finding, PolicyTally, Subject, SubjectKind};
 use super::pack::{CompiledPack, NAMESPACE};
+use super::slice::GuardValue;
 use crate::ingest::model::{Identity, SourceRef, TierTargets};
 use crate::reconcile::model::{
     AccountState, AssignmentState, Change, ChangeStatus, ConnectorHealth, Grant, SnapshotFreshness,
@@ -77,9 +80,12 @@ pub enum EvaluateError {
 /// A context value: turned into a Cedar value for every request, and into
 /// JSON only for findings.
 #[derive(Clone, Debug)]
-enum Val {
+pub(super) enum Val {
+    /// A string.
     Str(String),
+    /// A long.
     Long(i64),
+    /// A boolean.
     Bool(bool),
 }
 
@@ -227,7 +233,9 @@ pub fn evaluate(
             message,
         });
     }
-    // Every policy evaluates every subject of the kinds its scope covers.
+    // Every policy evaluates every subject of the kinds its scope covers,
+    // including the requests whose sliced set left it out: a false leading
+    // guard decided it (not satisfied) without Cedar walking it.
     for m in pack.meta.values() {
         let evaluated = m
             .actions
@@ -574,6 +582,12 @@ impl Env<'_> {
     }
 
     fn evaluate_connectors(&self) -> Result<PartResult, EvaluateError> {
+        let (store, reqs) = self.build_connectors()?;
+        self.decide(reqs, &store)
+    }
+
+    /// The connectors' entity store and requests.
+    fn build_connectors(&self) -> Result<(Entities, Vec<Req<'_>>), EvaluateError> {
         let mut entities = self.tier_entities()?;
         let mut reqs = Vec::new();
         for c in &self.r.connectors {
@@ -605,7 +619,7 @@ impl Env<'_> {
         }
         let store = Entities::from_entities(entities, Some(&self.pack.schema))
             .map_err(|e| cedar_err("entity store", e))?;
-        self.decide(reqs, &store)
+        Ok((store, reqs))
     }
 
     fn decide(&self, reqs: Vec<Req<'_>>, store: &Entities) -> Result<PartResult, EvaluateError> {
@@ -617,7 +631,7 @@ impl Env<'_> {
             .map(|k| (*k, self.types.uid(&self.types.action, k.as_str())))
             .collect();
         for req in reqs {
-            let policies = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
+            let policies = self.policies_for(&req).unwrap_or(&empty);
             let action = actions
                 .get(&req.kind)
                 .cloned()
@@ -694,6 +708,13 @@ impl Env<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The policies `req` is decided against: those of its action that its
+    /// context values do not provably rule out (see [`super::slice`]).
+    fn policies_for(&self, req: &Req<'_>) -> Option<&PolicySet> {
+        let slices = self.pack.slices.get(&req.kind)?;
+        Some(slices.select(|name| guard_value(&req.context, name)))
     }
 
     /// The Cedar request for `req`, with only the context fields some policy
@@ -785,6 +806,19 @@ impl Env<'_> {
             },
         }
     }
+}
+
+/// The value the request builder supplied for a context field, as the
+/// guard key reads it.
+fn guard_value<'v>(context: &'v [(&'static str, Val)], name: &str) -> Option<GuardValue<'v>> {
+    context
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| match v {
+            Val::Str(s) => GuardValue::Str(s),
+            Val::Bool(b) => GuardValue::Bool(*b),
+            Val::Long(_) => GuardValue::Other,
+        })
 }
 
 fn ms(s: Option<Span>) -> i64 {
@@ -1010,8 +1044,8 @@ fn account_req<'a>(t: &Types, a: &'a AccountState, app_uid: &EntityUid, tier: &'
 /// Cedar's bare `is_authorized` rate on prebuilt requests, for the benchmark
 /// floor (`benches/floors.rs`): the requests of the largest application's
 /// partition are built once, then decided `rounds` times on one thread —
-/// against the whole policy set (what a naive integration does) and against
-/// the per-action sets syncproof uses.
+/// against the whole policy set (what a naive integration does), against the
+/// per-action sets, and against the guard-sliced sets syncproof uses.
 #[doc(hidden)]
 pub fn cedar_floor(
     r: &Reconciled,
@@ -1032,32 +1066,59 @@ pub fn cedar_floor(
         return Ok(CedarFloor::default());
     };
     // Build the partition's store and requests the way `evaluate` does.
-    let mut built: Vec<(SubjectKind, Request)> = Vec::new();
+    let mut built: Vec<(SubjectKind, Request, &PolicySet)> = Vec::new();
     let store = env.prebuilt(app, &part, &mut built)?;
     let authorizer = Authorizer::new();
-    let time = |per_action: bool| {
+    let set = |sets: Sets, kind: &SubjectKind, sliced| sets.pick(pack, kind, sliced);
+    let time = |sets: Sets| {
+        let average = built
+            .iter()
+            .map(|(kind, _, sliced)| set(sets, kind, sliced).policies().count())
+            .sum::<usize>() as f64
+            / built.len().max(1) as f64;
         let started = std::time::Instant::now();
         let mut n = 0u64;
         for _ in 0..rounds {
-            for (kind, req) in &built {
-                let set = if per_action {
-                    pack.by_action.get(kind).unwrap_or(&pack.policies)
-                } else {
-                    &pack.policies
-                };
-                let _ = authorizer.is_authorized(req, set, &store);
+            for (kind, req, sliced) in &built {
+                let _ = authorizer.is_authorized(req, set(sets, kind, sliced), &store);
                 n += 1;
             }
         }
-        (n, started.elapsed())
+        (n, started.elapsed(), average)
     };
-    let (n, naive) = time(false);
-    let (_, scoped) = time(true);
+    let (n, naive, naive_avg) = time(Sets::Whole);
+    let (_, scoped, scoped_avg) = time(Sets::PerAction);
+    let (_, sliced, sliced_avg) = time(Sets::Sliced);
     Ok(CedarFloor {
         requests: n,
         naive_per_second: n as f64 / naive.as_secs_f64().max(1e-9),
         per_action_per_second: n as f64 / scoped.as_secs_f64().max(1e-9),
+        sliced_per_second: n as f64 / sliced.as_secs_f64().max(1e-9),
+        policies_per_request: [naive_avg, scoped_avg, sliced_avg],
     })
+}
+
+/// Which policy sets [`cedar_floor`] times.
+#[derive(Clone, Copy)]
+enum Sets {
+    Whole,
+    PerAction,
+    Sliced,
+}
+
+impl Sets {
+    fn pick<'s>(
+        self,
+        pack: &'s CompiledPack,
+        kind: &SubjectKind,
+        sliced: &'s PolicySet,
+    ) -> &'s PolicySet {
+        match self {
+            Sets::Whole => &pack.policies,
+            Sets::PerAction => pack.by_action.get(kind).unwrap_or(&pack.policies),
+            Sets::Sliced => sliced,
+        }
+    }
 }
 
 /// The result of [`cedar_floor`].
@@ -1070,6 +1131,11 @@ pub struct CedarFloor {
     pub naive_per_second: f64,
     /// Rate against the per-action policy sets, one thread.
     pub per_action_per_second: f64,
+    /// Rate against the guard-sliced policy sets (what `evaluate` uses), one
+    /// thread.
+    pub sliced_per_second: f64,
+    /// Average policies per request: whole set, per-action, sliced.
+    pub policies_per_request: [f64; 3],
 }
 
 impl Env<'_> {
@@ -1079,13 +1145,144 @@ impl Env<'_> {
         &'a self,
         app: &'a str,
         part: &Partition<'a>,
-        out: &mut Vec<(SubjectKind, Request)>,
+        out: &mut Vec<(SubjectKind, Request, &'a PolicySet)>,
     ) -> Result<Entities, EvaluateError> {
         let (store, reqs) = self.build_application(app, part)?;
+        let empty = &self.pack.policies;
         for req in &reqs {
             let action = self.types.uid(&self.types.action, req.kind.as_str());
-            out.push((req.kind, self.request(req, action)?));
+            let sliced = self.policies_for(req).unwrap_or(empty);
+            out.push((req.kind, self.request(req, action)?, sliced));
         }
         Ok(store)
+    }
+}
+
+/// Single requests decided against each kind of policy set, for the
+/// equivalence tests (`src/policy/tests.rs`).
+#[cfg(test)]
+pub(super) mod probe {
+    use super::*;
+    use cedar_policy::Response;
+
+    /// What Cedar said: the decision, the determining policies and the
+    /// errors (policy and message), each sorted.
+    pub(crate) type Outcome = (Decision, Vec<String>, Vec<String>);
+
+    fn outcome(response: &Response) -> Outcome {
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        reasons.sort();
+        let mut errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+                format!("{}: {e}", pe.policy_id())
+            })
+            .collect();
+        errors.sort();
+        (response.decision(), reasons, errors)
+    }
+
+    /// One request decided three ways.
+    pub(crate) struct Probe {
+        /// The subject id.
+        pub(crate) subject: String,
+        /// Its kind.
+        pub(crate) kind: SubjectKind,
+        /// Against the sliced set, the per-action set and the whole set.
+        pub(crate) outcomes: [Outcome; 3],
+        /// The policies in the sliced set.
+        pub(crate) sliced: Vec<String>,
+        /// Whether the request had a guard key (else: the full set).
+        pub(crate) keyed: bool,
+    }
+
+    impl Env<'_> {
+        fn probe(&self, req: &Req<'_>, store: &Entities) -> Result<Probe, EvaluateError> {
+            let authorizer = Authorizer::new();
+            let action = self.types.uid(&self.types.action, req.kind.as_str());
+            let request = self.request(req, action)?;
+            let empty = PolicySet::new();
+            let sliced = self.policies_for(req).unwrap_or(&empty);
+            let per_action = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
+            let decide = |set: &PolicySet| outcome(&authorizer.is_authorized(&request, set, store));
+            let mut names: Vec<String> = sliced.policies().map(|p| p.id().to_string()).collect();
+            names.sort();
+            Ok(Probe {
+                subject: self.subject(req).id,
+                kind: req.kind,
+                outcomes: [
+                    decide(sliced),
+                    decide(per_action),
+                    decide(&self.pack.policies),
+                ],
+                sliced: names,
+                keyed: self
+                    .pack
+                    .slices
+                    .get(&req.kind)
+                    .and_then(|s| s.key(|name| guard_value(&req.context, name)))
+                    .is_some(),
+            })
+        }
+    }
+
+    /// Every subject of `r`, decided three ways.
+    pub(crate) fn every_subject(
+        r: &Reconciled,
+        pack: &CompiledPack,
+    ) -> Result<Vec<Probe>, EvaluateError> {
+        let env = Env::new(r, pack, false)?;
+        let mut out = Vec::new();
+        for (app, part) in partitions(r) {
+            let (store, reqs) = env.build_application(app, &part)?;
+            for req in &reqs {
+                out.push(env.probe(req, &store)?);
+            }
+        }
+        let (store, reqs) = env.build_connectors()?;
+        for req in &reqs {
+            out.push(env.probe(req, &store)?);
+        }
+        Ok(out)
+    }
+
+    /// The first subject of `kind` in `r`, with its context replaced by
+    /// `context`, decided three ways (`None`: `r` has no such subject).
+    pub(crate) fn with_context(
+        r: &Reconciled,
+        pack: &CompiledPack,
+        kind: SubjectKind,
+        context: Vec<(&'static str, Val)>,
+    ) -> Result<Option<Probe>, EvaluateError> {
+        let env = Env::new(r, pack, false)?;
+        let mut found = None;
+        for (app, part) in partitions(r) {
+            let (store, reqs) = env.build_application(app, &part)?;
+            found = reqs
+                .into_iter()
+                .find(|q| q.kind == kind)
+                .map(|q| (store, q));
+            if found.is_some() {
+                break;
+            }
+        }
+        if found.is_none() {
+            let (store, reqs) = env.build_connectors()?;
+            found = reqs
+                .into_iter()
+                .find(|q| q.kind == kind)
+                .map(|q| (store, q));
+        }
+        let Some((store, mut req)) = found else {
+            return Ok(None);
+        };
+        req.context = context;
+        env.probe(&req, &store).map(Some)
     }
 }

@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use super::controls::Catalog;
 use super::findings::{Severity, SubjectKind};
+use super::slice::{entity_attr_reads, leading_guards, Guard, Slices};
 use crate::ingest::model::TierTargets;
 
 /// The Cedar schema's file name.
@@ -274,6 +275,17 @@ pub struct CompiledPack {
     /// out of the request; decisions cannot change, since no policy reads
     /// them.
     pub context_fields: BTreeMap<SubjectKind, Option<BTreeSet<String>>>,
+    /// Each policy's leading guards, by `@id` (see [`super::slice`]).
+    pub guards: BTreeMap<String, Vec<Guard>>,
+    /// For each subject kind, its per-action policy set sliced by the
+    /// policies' leading guards: each request is decided against only the
+    /// policies its context values do not provably rule out.
+    pub slices: BTreeMap<SubjectKind, Slices>,
+    /// The attribute names any policy reads on an entity (`e.attr`,
+    /// `e has attr`), or `None` when some policy cannot be analysed (then
+    /// every attribute is kept). Entities are built without the other
+    /// attributes: Cedar cannot observe an attribute no policy names.
+    pub entity_attrs: Option<BTreeSet<String>>,
 }
 
 /// Collects the `context.x` / `context has x` attributes an EST (Cedar's JSON
@@ -539,6 +551,26 @@ impl PolicyPack {
         }
         let mut by_action = BTreeMap::new();
         let mut context_fields = BTreeMap::new();
+        let mut guards: BTreeMap<String, Vec<Guard>> = BTreeMap::new();
+        let mut slices = BTreeMap::new();
+        let mut attr_names = BTreeSet::new();
+        let mut attrs_unknown = false;
+        for m in meta.values() {
+            match policies
+                .policy(&PolicyId::new(&m.id))
+                .and_then(|p| p.to_json().ok())
+            {
+                Some(est) => {
+                    guards.insert(m.id.clone(), leading_guards(&est));
+                    entity_attr_reads(&est, &mut attr_names, &mut attrs_unknown);
+                }
+                // Cannot tell what it reads: no guards, keep every attribute.
+                None => {
+                    guards.insert(m.id.clone(), Vec::new());
+                    attrs_unknown = true;
+                }
+            }
+        }
         for kind in SubjectKind::ALL {
             let mut fields = BTreeSet::new();
             let mut whole = false;
@@ -561,6 +593,15 @@ impl PolicyPack {
                 }
             }
             by_action.insert(kind, set);
+            let members = meta
+                .values()
+                .filter(|m| m.actions.contains(&kind))
+                .filter_map(|m| {
+                    let p = policies.policy(&PolicyId::new(&m.id))?;
+                    Some((p.clone(), guards.get(&m.id).cloned().unwrap_or_default()))
+                })
+                .collect();
+            slices.insert(kind, Slices::new(members));
         }
         Ok(CompiledPack {
             policies,
@@ -571,6 +612,9 @@ impl PolicyPack {
             meta,
             files: self.files.clone(),
             context_fields,
+            guards,
+            slices,
+            entity_attrs: (!attrs_unknown).then_some(attr_names),
         })
     }
 }
