@@ -11,7 +11,7 @@
 //! Partitions are evaluated in parallel; findings are sorted afterwards, so
 //! the output does not depend on thread scheduling.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
@@ -338,12 +338,46 @@ struct Env<'a> {
     connectors: HashMap<&'a str, (&'a str, Vec<&'a str>)>,
     identities: HashMap<&'a str, &'a Identity>,
     keep_subjects: bool,
+    /// The entity attributes the application partitions build.
+    keep: Keep<'a>,
+    /// The tier entities with those attributes, built once.
+    tiers: Vec<Entity>,
 }
 
+/// Which entity attributes to build. Cedar observes an entity's attributes
+/// only through `e.attr` and `e has attr` (equality and `in` use the uid and
+/// the parents), so leaving out every attribute whose name no policy uses
+/// that way cannot change a decision ([`CompiledPack::entity_attrs`]).
+#[derive(Clone, Copy)]
+enum Keep<'a> {
+    /// Every attribute of the schema (the pack could not be analysed, or
+    /// the store is validated against the schema).
+    All,
+    /// Only these.
+    Only(&'a BTreeSet<String>),
+}
+
+impl Keep<'_> {
+    fn has(self, name: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Only(names) => names.contains(name),
+        }
+    }
+}
+
+/// An entity's attributes: each value is built only if `keep` has its name.
+type Lazy<'f> = &'f dyn Fn() -> RestrictedExpression;
+
 fn attrs<const N: usize>(
-    pairs: [(&str, RestrictedExpression); N],
+    keep: Keep<'_>,
+    pairs: [(&str, Lazy<'_>); N],
 ) -> HashMap<String, RestrictedExpression> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    pairs
+        .into_iter()
+        .filter(|(k, _)| keep.has(k))
+        .map(|(k, v)| (k.to_owned(), v()))
+        .collect()
 }
 
 impl<'a> Env<'a> {
@@ -353,7 +387,8 @@ impl<'a> Env<'a> {
         pack: &'a CompiledPack,
         keep_subjects: bool,
     ) -> Result<Self, EvaluateError> {
-        Ok(Env {
+        let keep = pack.entity_attrs.as_ref().map_or(Keep::All, Keep::Only);
+        let mut env = Env {
             r,
             pack,
             types: Types::new()?,
@@ -365,7 +400,11 @@ impl<'a> Env<'a> {
             connectors: connector_info(r, pack),
             identities: r.identities.iter().map(|i| (i.id.as_str(), i)).collect(),
             keep_subjects,
-        })
+            keep,
+            tiers: Vec::new(),
+        };
+        env.tiers = env.tier_entities(keep)?;
+        Ok(env)
     }
 }
 
@@ -374,18 +413,21 @@ impl Env<'_> {
         RestrictedExpression::new_entity_uid(self.types.uid(&self.types.tier, tier))
     }
 
-    fn tier_entities(&self) -> Result<Vec<Entity>, EvaluateError> {
+    fn tier_entities(&self, keep: Keep<'_>) -> Result<Vec<Entity>, EvaluateError> {
         let mut out = Vec::new();
         for (name, t) in &self.pack.tiers {
             let d = |s: Span| RestrictedExpression::new_duration(s.to_string());
-            let a = attrs([
-                ("name", RestrictedExpression::new_string(name.clone())),
-                ("max_sync_latency", d(t.max_sync_latency)),
-                ("revocation_window", d(t.revocation_window)),
-                ("max_grant_age", d(t.max_grant_age)),
-                ("heartbeat_window", d(t.heartbeat_window)),
-                ("max_snapshot_age", d(t.max_snapshot_age)),
-            ]);
+            let a = attrs(
+                keep,
+                [
+                    ("name", &|| RestrictedExpression::new_string(name.clone())),
+                    ("max_sync_latency", &|| d(t.max_sync_latency)),
+                    ("revocation_window", &|| d(t.revocation_window)),
+                    ("max_grant_age", &|| d(t.max_grant_age)),
+                    ("heartbeat_window", &|| d(t.heartbeat_window)),
+                    ("max_snapshot_age", &|| d(t.max_snapshot_age)),
+                ],
+            );
             out.push(
                 Entity::new(self.types.uid(&self.types.tier, name), a, HashSet::new())
                     .map_err(|e| cedar_err("tier entity", e))?,
@@ -394,7 +436,7 @@ impl Env<'_> {
         Ok(out)
     }
 
-    fn connector_entity(&self, id: &str) -> Result<Entity, EvaluateError> {
+    fn connector_entity(&self, id: &str, keep: Keep<'_>) -> Result<Entity, EvaluateError> {
         let (tier, apps) = self
             .connectors
             .get(id)
@@ -402,16 +444,18 @@ impl Env<'_> {
             .unwrap_or(("", &[]));
         Entity::new(
             self.types.uid(&self.types.connector, id),
-            attrs([
-                ("tier", self.tier_uid(tier)),
-                (
-                    "applications",
-                    RestrictedExpression::new_set(
-                        apps.iter()
-                            .map(|a| RestrictedExpression::new_string((*a).to_owned())),
-                    ),
-                ),
-            ]),
+            attrs(
+                keep,
+                [
+                    ("tier", &|| self.tier_uid(tier)),
+                    ("applications", &|| {
+                        RestrictedExpression::new_set(
+                            apps.iter()
+                                .map(|a| RestrictedExpression::new_string((*a).to_owned())),
+                        )
+                    }),
+                ],
+            ),
             HashSet::new(),
         )
         .map_err(|e| cedar_err("connector entity", e))
@@ -423,21 +467,28 @@ impl Env<'_> {
                 i.kind.as_str(),
                 i.kind.is_human(),
                 i.status.as_str(),
-                i.owner.clone(),
+                i.owner.as_deref(),
             ),
             // A change for an identity the desired state does not know.
             None => ("unknown", false, "unknown", None),
         };
-        let mut a = attrs([
-            ("kind", RestrictedExpression::new_string(kind.to_owned())),
-            ("human", RestrictedExpression::new_bool(human)),
-            (
-                "status",
-                RestrictedExpression::new_string(status.to_owned()),
-            ),
-        ]);
-        if let Some(o) = owner {
-            a.insert("owner".to_owned(), RestrictedExpression::new_string(o));
+        let mut a = attrs(
+            self.keep,
+            [
+                ("kind", &|| {
+                    RestrictedExpression::new_string(kind.to_owned())
+                }),
+                ("human", &|| RestrictedExpression::new_bool(human)),
+                ("status", &|| {
+                    RestrictedExpression::new_string(status.to_owned())
+                }),
+            ],
+        );
+        if let Some(o) = owner.filter(|_| self.keep.has("owner")) {
+            a.insert(
+                "owner".to_owned(),
+                RestrictedExpression::new_string(o.to_owned()),
+            );
         }
         Entity::new(self.types.uid(&self.types.identity, id), a, HashSet::new())
             .map_err(|e| cedar_err("identity entity", e))
@@ -453,14 +504,18 @@ impl Env<'_> {
         let app_uid = self.types.uid(&self.types.application, app);
         Entity::new(
             self.types.uid(ty, &format!("{app}/{name}")),
-            attrs([
-                ("name", RestrictedExpression::new_string(name.to_owned())),
-                (
-                    "application",
-                    RestrictedExpression::new_entity_uid(app_uid.clone()),
-                ),
-                ("tier", self.tier_uid(tier)),
-            ]),
+            attrs(
+                self.keep,
+                [
+                    ("name", &|| {
+                        RestrictedExpression::new_string(name.to_owned())
+                    }),
+                    ("application", &|| {
+                        RestrictedExpression::new_entity_uid(app_uid.clone())
+                    }),
+                    ("tier", &|| self.tier_uid(tier)),
+                ],
+            ),
             HashSet::from([app_uid]),
         )
         .map_err(|e| cedar_err("entity", e))
@@ -484,18 +539,20 @@ impl Env<'_> {
         let t = &self.types;
         let (tier, connector) = self.apps.get(app).copied().unwrap_or(("", ""));
         let app_uid = t.uid(&t.application, app);
-        let mut entities = self.tier_entities()?;
-        entities.push(self.connector_entity(connector)?);
+        let mut entities = self.tiers.clone();
+        entities.push(self.connector_entity(connector, self.keep)?);
         entities.push(
             Entity::new(
                 app_uid.clone(),
-                attrs([
-                    ("tier", self.tier_uid(tier)),
-                    (
-                        "connector",
-                        RestrictedExpression::new_entity_uid(t.uid(&t.connector, connector)),
-                    ),
-                ]),
+                attrs(
+                    self.keep,
+                    [
+                        ("tier", &|| self.tier_uid(tier)),
+                        ("connector", &|| {
+                            RestrictedExpression::new_entity_uid(t.uid(&t.connector, connector))
+                        }),
+                    ],
+                ),
                 HashSet::new(),
             )
             .map_err(|e| cedar_err("application entity", e))?,
@@ -540,14 +597,18 @@ impl Env<'_> {
             entities.push(
                 Entity::new(
                     snap_uid.clone(),
-                    attrs([
-                        (
-                            "application",
-                            RestrictedExpression::new_entity_uid(app_uid.clone()),
-                        ),
-                        ("tier", self.tier_uid(tier)),
-                        ("format", RestrictedExpression::new_string(s.format.clone())),
-                    ]),
+                    attrs(
+                        self.keep,
+                        [
+                            ("application", &|| {
+                                RestrictedExpression::new_entity_uid(app_uid.clone())
+                            }),
+                            ("tier", &|| self.tier_uid(tier)),
+                            ("format", &|| {
+                                RestrictedExpression::new_string(s.format.clone())
+                            }),
+                        ],
+                    ),
                     HashSet::from([app_uid.clone()]),
                 )
                 .map_err(|e| cedar_err("snapshot entity", e))?,
@@ -588,10 +649,12 @@ impl Env<'_> {
 
     /// The connectors' entity store and requests.
     fn build_connectors(&self) -> Result<(Entities, Vec<Req<'_>>), EvaluateError> {
-        let mut entities = self.tier_entities()?;
+        // This store is validated against the schema, so its entities carry
+        // every attribute.
+        let mut entities = self.tier_entities(Keep::All)?;
         let mut reqs = Vec::new();
         for c in &self.r.connectors {
-            entities.push(self.connector_entity(&c.id)?);
+            entities.push(self.connector_entity(&c.id, Keep::All)?);
             let tier = self
                 .connectors
                 .get(c.id.as_str())

@@ -890,3 +890,103 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Entity attributes no policy reads are not built.
+
+#[test]
+fn entity_attrs_are_what_the_shipped_policies_read() {
+    let pack = PolicyPack::builtin().compile().unwrap();
+    let attrs = pack.entity_attrs.clone().unwrap();
+    assert_eq!(
+        attrs.iter().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "heartbeat_window",
+            "max_grant_age",
+            "max_snapshot_age",
+            "max_sync_latency",
+            "revocation_window",
+            "tier",
+        ]
+    );
+}
+
+#[test]
+fn entity_attr_reads_fail_safe() {
+    use super::slice::entity_attr_reads;
+    let read = |v: serde_json::Value| {
+        let mut names = BTreeSet::new();
+        let mut unknown = false;
+        entity_attr_reads(&v, &mut names, &mut unknown);
+        (names, unknown)
+    };
+    // `context.x` is not an entity attribute; `principal.kind` and
+    // `resource has owner` are; `.y` on `context.x` counts too.
+    let (names, unknown) = read(serde_json::json!({"&&": {
+        "left": {".": {"left": {"Var": "context"}, "attr": "x"}},
+        "right": {"&&": {
+            "left": {"==": {"left": {".": {"left": {"Var": "principal"}, "attr": "kind"}}, "right": {"Value": "bot"}}},
+            "right": {"||": {
+                "left": {"has": {"left": {"Var": "resource"}, "attr": "owner"}},
+                "right": {".": {"left": {".": {"left": {"Var": "context"}, "attr": "x"}}, "attr": "y"}}
+            }}
+        }}
+    }}));
+    assert!(!unknown);
+    assert_eq!(
+        names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["kind", "owner", "y"]
+    );
+    // An access that names no attribute, or an embedded expression string:
+    // keep everything.
+    assert!(read(serde_json::json!({".": {"left": {"Var": "principal"}}})).1);
+    assert!(read(serde_json::json!({"Value": {"__expr": "principal.kind"}})).1);
+}
+
+/// The findings of `r` as JSON, evaluated with `pack`.
+fn findings_json(
+    r: &crate::reconcile::model::Reconciled,
+    pack: &crate::policy::CompiledPack,
+) -> String {
+    let eval = evaluate(
+        r,
+        pack,
+        EvaluateOptions {
+            keep_subjects: true,
+        },
+    )
+    .unwrap();
+    format!(
+        "{}\n{:?}",
+        serde_json::to_string_pretty(&eval).unwrap(),
+        eval.evaluated
+    )
+}
+
+#[test]
+fn pruned_entities_give_identical_findings_on_the_samples() {
+    let r = samples();
+    // The shipped pack, and one whose custom policies read `owner` through
+    // `has`, and `kind`, `human`, `name`, `format` and `applications`.
+    let extra = format!(
+        "@id(\"x-reads-attrs\")\n{HEADER}forbid (principal, action == SyncProof::Action::\"grant\", resource) when {{ !principal.human && principal.kind != \"bot\" && resource.name like \"*admin*\" }};\n\n@id(\"x-reads-more\")\n{HEADER}forbid (principal == SyncProof::Application::\"crm-saas\", action == SyncProof::Action::\"snapshot\", resource) when {{ resource.format == \"scim\" && principal.connector.applications.contains(\"crm-saas\") }};\n"
+    );
+    let mut files = tricky_policies();
+    files.push(("x-attrs.cedar".into(), extra));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    for pack in [
+        PolicyPack::builtin().compile().unwrap(),
+        overlay_pack(&refs),
+    ] {
+        assert!(pack.entity_attrs.is_some());
+        let pruned = findings_json(&r, &pack);
+        let mut full_pack = pack;
+        full_pack.entity_attrs = None;
+        let full = findings_json(&r, &full_pack);
+        assert_eq!(pruned, full);
+        assert!(pruned.contains("\"policy_id\""), "no findings at all");
+    }
+}
