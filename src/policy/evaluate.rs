@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::findings::{Evaluation, Finding, PolicyTally, Subject, SubjectKind};
 use super::pack::{CompiledPack, NAMESPACE};
-use super::slice::GuardValue;
+use super::slice::{GuardValue, Slice};
 use crate::ingest::model::{Identity, SourceRef, TierTargets};
 use crate::reconcile::model::{
     AccountState, AssignmentState, Change, ChangeStatus, ConnectorHealth, Grant, SnapshotFreshness,
@@ -694,12 +694,13 @@ impl Env<'_> {
             .map(|k| (*k, self.types.uid(&self.types.action, k.as_str())))
             .collect();
         for req in reqs {
-            let policies = self.policies_for(&req).unwrap_or(&empty);
+            let slice = self.policies_for(&req);
+            let policies = slice.map_or(&empty, |s| &s.policies);
             let action = actions
                 .get(&req.kind)
                 .cloned()
                 .unwrap_or_else(|| self.types.uid(&self.types.action, req.kind.as_str()));
-            let request = self.request(&req, action)?;
+            let request = self.request(&req, action, slice)?;
             let started = std::time::Instant::now();
             let response = authorizer.is_authorized(&request, policies, store);
             out.cedar_time += started.elapsed();
@@ -774,20 +775,29 @@ impl Env<'_> {
     }
 
     /// The policies `req` is decided against: those of its action that its
-    /// context values do not provably rule out (see [`super::slice`]).
-    fn policies_for(&self, req: &Req<'_>) -> Option<&PolicySet> {
+    /// context values do not provably rule out (see [`super::slice`]), with
+    /// the context fields they read.
+    fn policies_for(&self, req: &Req<'_>) -> Option<&Slice> {
         let slices = self.pack.slices.get(&req.kind)?;
         Some(slices.select(|name| guard_value(&req.context, name)))
     }
 
     /// The Cedar request for `req`, with only the context fields some policy
-    /// of its action reads.
-    fn request(&self, req: &Req<'_>, action: EntityUid) -> Result<Request, EvaluateError> {
-        let wanted = self
-            .pack
-            .context_fields
-            .get(&req.kind)
-            .and_then(Option::as_ref);
+    /// of `slice` reads (without a slice: of its action).
+    fn request(
+        &self,
+        req: &Req<'_>,
+        action: EntityUid,
+        slice: Option<&Slice>,
+    ) -> Result<Request, EvaluateError> {
+        let wanted = match slice {
+            Some(s) => s.context_fields.as_ref(),
+            None => self
+                .pack
+                .context_fields
+                .get(&req.kind)
+                .and_then(Option::as_ref),
+        };
         let context = Context::from_pairs(
             req.context
                 .iter()
@@ -1219,8 +1229,9 @@ impl Env<'_> {
         let empty = &self.pack.policies;
         for req in &reqs {
             let action = self.types.uid(&self.types.action, req.kind.as_str());
-            let sliced = self.policies_for(req).unwrap_or(empty);
-            out.push((req.kind, self.request(req, action)?, sliced));
+            let slice = self.policies_for(req);
+            let request = self.request(req, action, slice)?;
+            out.push((req.kind, request, slice.map_or(empty, |s| &s.policies)));
         }
         Ok(store)
     }
@@ -1274,20 +1285,24 @@ pub(super) mod probe {
         fn probe(&self, req: &Req<'_>, store: &Entities) -> Result<Probe, EvaluateError> {
             let authorizer = Authorizer::new();
             let action = self.types.uid(&self.types.action, req.kind.as_str());
-            let request = self.request(req, action)?;
+            let slice = self.policies_for(req);
+            let sliced_request = self.request(req, action.clone(), slice)?;
+            let request = self.request(req, action, None)?;
             let empty = PolicySet::new();
-            let sliced = self.policies_for(req).unwrap_or(&empty);
+            let sliced = slice.map_or(&empty, |s| &s.policies);
             let per_action = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
-            let decide = |set: &PolicySet| outcome(&authorizer.is_authorized(&request, set, store));
+            let decide = |request: &Request, set: &PolicySet| {
+                outcome(&authorizer.is_authorized(request, set, store))
+            };
             let mut names: Vec<String> = sliced.policies().map(|p| p.id().to_string()).collect();
             names.sort();
             Ok(Probe {
                 subject: self.subject(req).id,
                 kind: req.kind,
                 outcomes: [
-                    decide(sliced),
-                    decide(per_action),
-                    decide(&self.pack.policies),
+                    decide(&sliced_request, sliced),
+                    decide(&request, per_action),
+                    decide(&request, &self.pack.policies),
                 ],
                 sliced: names,
                 keyed: self

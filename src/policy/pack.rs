@@ -552,6 +552,7 @@ impl PolicyPack {
         let mut by_action = BTreeMap::new();
         let mut context_fields = BTreeMap::new();
         let mut guards: BTreeMap<String, Vec<Guard>> = BTreeMap::new();
+        let mut reads: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
         let mut slices = BTreeMap::new();
         let mut attr_names = BTreeSet::new();
         let mut attrs_unknown = false;
@@ -563,10 +564,16 @@ impl PolicyPack {
                 Some(est) => {
                     guards.insert(m.id.clone(), leading_guards(&est));
                     entity_attr_reads(&est, &mut attr_names, &mut attrs_unknown);
+                    let mut fields = BTreeSet::new();
+                    let mut whole = false;
+                    context_reads(&est, &mut fields, &mut whole);
+                    reads.insert(m.id.clone(), (!whole).then_some(fields));
                 }
-                // Cannot tell what it reads: no guards, keep every attribute.
+                // Cannot tell what it reads: no guards, keep every attribute
+                // and context field.
                 None => {
                     guards.insert(m.id.clone(), Vec::new());
+                    reads.insert(m.id.clone(), None);
                     attrs_unknown = true;
                 }
             }
@@ -598,7 +605,11 @@ impl PolicyPack {
                 .filter(|m| m.actions.contains(&kind))
                 .filter_map(|m| {
                     let p = policies.policy(&PolicyId::new(&m.id))?;
-                    Some((p.clone(), guards.get(&m.id).cloned().unwrap_or_default()))
+                    Some((
+                        p.clone(),
+                        guards.get(&m.id).cloned().unwrap_or_default(),
+                        reads.get(&m.id).cloned().flatten(),
+                    ))
                 })
                 .collect();
             slices.insert(kind, Slices::new(members));

@@ -280,28 +280,65 @@ impl Field {
     }
 }
 
+/// The context fields a policy reads (`None`: it uses `context` whole).
+pub type Reads = Option<BTreeSet<String>>;
+
+/// A policy of an action, the (field, code) pairs its leading guards
+/// require, and the context fields it reads.
+type Member = (Policy, Vec<(usize, usize)>, Reads);
+
+/// The policies one request is decided against, and the context fields they
+/// read: a field no policy of the set reads cannot change the decision, so
+/// the request leaves it out (building a Cedar context costs per field).
+pub struct Slice {
+    /// The policies.
+    pub policies: PolicySet,
+    /// The context fields they read (`None`: every field).
+    pub context_fields: Reads,
+}
+
+impl Slice {
+    fn new<'p>(members: impl Iterator<Item = &'p Member>) -> Self {
+        let mut policies = PolicySet::new();
+        let mut fields = Some(BTreeSet::new());
+        for (policy, _, reads) in members {
+            // Ids are unique in the pack, so they are here too.
+            let _ = policies.add(policy.clone());
+            match (reads, fields.as_mut()) {
+                (Some(r), Some(f)) => f.extend(r.iter().cloned()),
+                _ => fields = None,
+            }
+        }
+        Slice {
+            policies,
+            context_fields: fields,
+        }
+    }
+}
+
 /// One action's policies, sliced by their leading guards.
 pub struct Slices {
     /// The key's fields, with their strides.
     fields: Vec<(Field, usize)>,
     /// Every policy of the action, in order, with the (field, code) pairs
-    /// its leading guards require.
-    members: Vec<(Policy, Vec<(usize, usize)>)>,
+    /// its leading guards require and the context fields it reads.
+    members: Vec<Member>,
     /// Every policy of the action.
-    full: PolicySet,
-    /// The set of each key, built on first use.
-    sets: Vec<OnceLock<PolicySet>>,
+    full: Slice,
+    /// The slice of each key, built on first use.
+    sets: Vec<OnceLock<Slice>>,
 }
 
 impl Slices {
     /// Slices `policies` (every policy whose scope can apply to the action,
-    /// in a fixed order, with its leading guards).
-    pub fn new(policies: Vec<(Policy, Vec<Guard>)>) -> Self {
+    /// in a fixed order, with its leading guards and the context fields it
+    /// reads).
+    pub fn new(policies: Vec<(Policy, Vec<Guard>, Reads)>) -> Self {
         // Every guarded field: its type, its literals, how many policies
         // guard on it. A field guarded as both a string and a boolean (not
         // valid against any schema) is not used.
         let mut seen: BTreeMap<&str, (Option<BTreeSet<&str>>, bool, usize)> = BTreeMap::new();
-        for (_, guards) in &policies {
+        for (_, guards, _) in &policies {
             let mut counted: BTreeSet<&str> = BTreeSet::new();
             for g in guards {
                 let e = seen.entry(g.field()).or_insert((None, false, 0));
@@ -344,10 +381,9 @@ impl Slices {
             fields.push((field, keys));
             keys = next;
         }
-        let mut full = PolicySet::new();
-        let members = policies
+        let members: Vec<_> = policies
             .into_iter()
-            .map(|(policy, guards)| {
+            .map(|(policy, guards, reads)| {
                 let needs = guards
                     .iter()
                     .filter_map(|g| {
@@ -355,11 +391,10 @@ impl Slices {
                         Some((i, fields[i].0.required(g)?))
                     })
                     .collect();
-                // Ids are unique in the pack, so they are here too.
-                let _ = full.add(policy.clone());
-                (policy, needs)
+                (policy, needs, reads)
             })
             .collect();
+        let full = Slice::new(members.iter());
         Slices {
             fields,
             members,
@@ -389,37 +424,28 @@ impl Slices {
     }
 
     /// Every policy of the action.
-    pub fn full(&self) -> &PolicySet {
+    pub fn full(&self) -> &Slice {
         &self.full
     }
 
-    /// The policies of a key (see [`Slices::key`]): every policy none of
-    /// whose leading guards the key falsifies.
-    pub fn set(&self, key: Option<usize>) -> &PolicySet {
-        let Some(slot) = key.and_then(|k| self.sets.get(k)) else {
+    /// The slice of a key (see [`Slices::key`]): every policy none of whose
+    /// leading guards the key falsifies.
+    pub fn set(&self, key: Option<usize>) -> &Slice {
+        let (Some(key), Some(slot)) = (key, key.and_then(|k| self.sets.get(k))) else {
             return &self.full;
         };
         slot.get_or_init(|| {
-            let Some(key) = key else {
-                return self.full.clone();
-            };
-            let mut set = PolicySet::new();
-            for (policy, needs) in &self.members {
-                let holds = needs.iter().all(|(i, code)| {
+            Slice::new(self.members.iter().filter(|(_, needs, _)| {
+                needs.iter().all(|(i, code)| {
                     let (field, stride) = &self.fields[*i];
                     (key / stride) % field.radix() == *code
-                });
-                if holds {
-                    let _ = set.add(policy.clone());
-                }
-            }
-            set
+                })
+            }))
         })
     }
 
-    /// The policies for a request whose context field values `value`
-    /// returns.
-    pub fn select<'v>(&self, value: impl Fn(&str) -> Option<GuardValue<'v>>) -> &PolicySet {
+    /// The slice for a request whose context field values `value` returns.
+    pub fn select<'v>(&self, value: impl Fn(&str) -> Option<GuardValue<'v>>) -> &Slice {
         self.set(self.key(value))
     }
 }

@@ -732,6 +732,19 @@ fn compliant_grants_and_changes_are_decided_against_two_policies() {
     };
     assert_eq!(sliced(SubjectKind::Change), ["baseline", "sync-latency"]);
     assert_eq!(sliced(SubjectKind::Grant), ["baseline", "grant-age"]);
+    // Their requests carry only the context fields those policies read.
+    use super::slice::GuardValue;
+    let grant = pack.slices[&SubjectKind::Grant].select(|f| match f {
+        "status" => Some(GuardValue::Str("desired")),
+        _ => Some(GuardValue::Bool(true)),
+    });
+    assert_eq!(
+        grant.context_fields.clone().unwrap(),
+        BTreeSet::from(["age_ms".to_owned(), "desired".into(), "has_age".into()])
+    );
+    let account = pack.slices[&SubjectKind::Account].select(|_| Some(GuardValue::Bool(false)));
+    assert_eq!(account.policies.policies().count(), 1);
+    assert_eq!(account.context_fields, Some(BTreeSet::new()));
 }
 
 #[test]
