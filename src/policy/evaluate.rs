@@ -1140,15 +1140,14 @@ pub fn cedar_floor(
         return Ok(CedarFloor::default());
     };
     // Build the partition's store and requests the way `evaluate` does.
-    let mut built: Vec<(SubjectKind, Request, &PolicySet)> = Vec::new();
+    let mut built: Vec<Built<'_>> = Vec::new();
     let store = env.prebuilt(app, &part, &mut built)?;
     let authorizer = Authorizer::new();
-    let set = |sets: Sets, kind: &SubjectKind, sliced| sets.pick(pack, kind, sliced);
     let variants = [Sets::Whole, Sets::PerAction, Sets::Sliced];
     let averages = variants.map(|sets| {
         built
             .iter()
-            .map(|(kind, _, sliced)| set(sets, kind, sliced).policies().count())
+            .map(|b| sets.pick(pack, &b.kind, b.slice).policies().count())
             .sum::<usize>() as f64
             / built.len().max(1) as f64
     });
@@ -1159,8 +1158,14 @@ pub fn cedar_floor(
     for _ in 0..rounds {
         for (i, sets) in variants.iter().enumerate() {
             let started = std::time::Instant::now();
-            for (kind, req, sliced) in &built {
-                let _ = authorizer.is_authorized(req, set(*sets, kind, sliced), &store);
+            for b in &built {
+                // The sliced sets get the sliced context, as in `evaluate`;
+                // the others every field their action's policies read.
+                let req = match sets {
+                    Sets::Sliced => &b.sliced,
+                    _ => &b.full,
+                };
+                let _ = authorizer.is_authorized(req, sets.pick(pack, &b.kind, b.slice), &store);
             }
             elapsed[i] += started.elapsed();
         }
@@ -1174,6 +1179,17 @@ pub fn cedar_floor(
         sliced_per_second: rate(2),
         policies_per_request: averages,
     })
+}
+
+/// One prebuilt request of [`cedar_floor`].
+struct Built<'a> {
+    kind: SubjectKind,
+    /// With every context field its action's policies read.
+    full: Request,
+    /// With the fields its slice's policies read.
+    sliced: Request,
+    /// Its slice's policies.
+    slice: &'a PolicySet,
 }
 
 /// Which policy sets [`cedar_floor`] times.
@@ -1223,15 +1239,21 @@ impl Env<'_> {
         &'a self,
         app: &'a str,
         part: &Partition<'a>,
-        out: &mut Vec<(SubjectKind, Request, &'a PolicySet)>,
+        out: &mut Vec<Built<'a>>,
     ) -> Result<Entities, EvaluateError> {
         let (store, reqs) = self.build_application(app, part)?;
         let empty = &self.pack.policies;
         for req in &reqs {
             let action = self.types.uid(&self.types.action, req.kind.as_str());
             let slice = self.policies_for(req);
-            let request = self.request(req, action, slice)?;
-            out.push((req.kind, request, slice.map_or(empty, |s| &s.policies)));
+            let sliced = self.request(req, action.clone(), slice)?;
+            let full = self.request(req, action, None)?;
+            out.push(Built {
+                kind: req.kind,
+                full,
+                sliced,
+                slice: slice.map_or(empty, |s| &s.policies),
+            });
         }
         Ok(store)
     }
