@@ -6,9 +6,11 @@
 //! `syncproof generate`). Prints `key=value` lines:
 //! - `jsonl_lines_per_s`: serde_json alone parsing every sync-log line into a
 //!   typed event (envelope plus payload fields), one thread;
-//! - `cedar_naive_per_s`, `cedar_per_action_per_s`: Cedar's bare
-//!   `is_authorized` on prebuilt requests of the largest application, against
-//!   the whole shipped policy set and against the per-action sets, one thread;
+//! - `cedar_naive_per_s`, `cedar_per_action_per_s`, `cedar_sliced_per_s`:
+//!   Cedar's bare `is_authorized` on prebuilt requests of the largest
+//!   application, against the whole shipped policy set, against the
+//!   per-action sets, and against the guard-sliced sets `evaluate` uses, one
+//!   thread; `cedar_policies_per_request_*`: the average size of those sets;
 //! - `sha256_mb_per_s`: SHA-256 over the logs, one thread.
 //!
 //! A benchmark, never a test: nothing here asserts a time.
@@ -125,5 +127,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cedar_requests={}", floor.requests);
     println!("cedar_naive_per_s={:.0}", floor.naive_per_second);
     println!("cedar_per_action_per_s={:.0}", floor.per_action_per_second);
+    println!("cedar_sliced_per_s={:.0}", floor.sliced_per_second);
+    let [whole, per_action, sliced] = floor.policies_per_request;
+    println!("cedar_policies_per_request_naive={whole:.2}");
+    println!("cedar_policies_per_request_per_action={per_action:.2}");
+    println!("cedar_policies_per_request_sliced={sliced:.2}");
     Ok(())
 }

@@ -2,14 +2,16 @@
 //!
 //! Every subject (change, grant, assignment, account, connector, snapshot) is
 //! one Cedar request, decided by the `Authorizer` against every policy whose
-//! action scope can apply to it. On `Deny`, each determining forbid policy
+//! action scope can apply to it, less those a false leading context guard
+//! rules out ([`super::slice`]: that changes no decision, determining policy
+//! or error). On `Deny`, each determining forbid policy
 //! becomes a finding. Entity stores are built per partition — one per
 //! application, plus one for the connectors — and dropped after use, so memory
 //! follows the largest application rather than the whole collection.
 //! Partitions are evaluated in parallel; findings are sorted afterwards, so
 //! the output does not depend on thread scheduling.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
@@ -20,6 +22,7 @@ use rayon::prelude::*;
 
 use super::findings::{Evaluation, Finding, PolicyTally, Subject, SubjectKind};
 use super::pack::{CompiledPack, NAMESPACE};
+use super::slice::{GuardValue, Slice};
 use crate::ingest::model::{Identity, SourceRef, TierTargets};
 use crate::reconcile::model::{
     AccountState, AssignmentState, Change, ChangeStatus, ConnectorHealth, Grant, SnapshotFreshness,
@@ -77,9 +80,12 @@ pub enum EvaluateError {
 /// A context value: turned into a Cedar value for every request, and into
 /// JSON only for findings.
 #[derive(Clone, Debug)]
-enum Val {
+pub(super) enum Val {
+    /// A string.
     Str(String),
+    /// A long.
     Long(i64),
+    /// A boolean.
     Bool(bool),
 }
 
@@ -227,7 +233,9 @@ pub fn evaluate(
             message,
         });
     }
-    // Every policy evaluates every subject of the kinds its scope covers.
+    // Every policy evaluates every subject of the kinds its scope covers,
+    // including the requests whose sliced set left it out: a false leading
+    // guard decided it (not satisfied) without Cedar walking it.
     for m in pack.meta.values() {
         let evaluated = m
             .actions
@@ -330,12 +338,46 @@ struct Env<'a> {
     connectors: HashMap<&'a str, (&'a str, Vec<&'a str>)>,
     identities: HashMap<&'a str, &'a Identity>,
     keep_subjects: bool,
+    /// The entity attributes the application partitions build.
+    keep: Keep<'a>,
+    /// The tier entities with those attributes, built once.
+    tiers: Vec<Entity>,
 }
 
+/// Which entity attributes to build. Cedar observes an entity's attributes
+/// only through `e.attr` and `e has attr` (equality and `in` use the uid and
+/// the parents), so leaving out every attribute whose name no policy uses
+/// that way cannot change a decision ([`CompiledPack::entity_attrs`]).
+#[derive(Clone, Copy)]
+enum Keep<'a> {
+    /// Every attribute of the schema (the pack could not be analysed, or
+    /// the store is validated against the schema).
+    All,
+    /// Only these.
+    Only(&'a BTreeSet<String>),
+}
+
+impl Keep<'_> {
+    fn has(self, name: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Only(names) => names.contains(name),
+        }
+    }
+}
+
+/// An entity's attributes: each value is built only if `keep` has its name.
+type Lazy<'f> = &'f dyn Fn() -> RestrictedExpression;
+
 fn attrs<const N: usize>(
-    pairs: [(&str, RestrictedExpression); N],
+    keep: Keep<'_>,
+    pairs: [(&str, Lazy<'_>); N],
 ) -> HashMap<String, RestrictedExpression> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    pairs
+        .into_iter()
+        .filter(|(k, _)| keep.has(k))
+        .map(|(k, v)| (k.to_owned(), v()))
+        .collect()
 }
 
 impl<'a> Env<'a> {
@@ -345,7 +387,8 @@ impl<'a> Env<'a> {
         pack: &'a CompiledPack,
         keep_subjects: bool,
     ) -> Result<Self, EvaluateError> {
-        Ok(Env {
+        let keep = pack.entity_attrs.as_ref().map_or(Keep::All, Keep::Only);
+        let mut env = Env {
             r,
             pack,
             types: Types::new()?,
@@ -357,7 +400,11 @@ impl<'a> Env<'a> {
             connectors: connector_info(r, pack),
             identities: r.identities.iter().map(|i| (i.id.as_str(), i)).collect(),
             keep_subjects,
-        })
+            keep,
+            tiers: Vec::new(),
+        };
+        env.tiers = env.tier_entities(keep)?;
+        Ok(env)
     }
 }
 
@@ -366,18 +413,21 @@ impl Env<'_> {
         RestrictedExpression::new_entity_uid(self.types.uid(&self.types.tier, tier))
     }
 
-    fn tier_entities(&self) -> Result<Vec<Entity>, EvaluateError> {
+    fn tier_entities(&self, keep: Keep<'_>) -> Result<Vec<Entity>, EvaluateError> {
         let mut out = Vec::new();
         for (name, t) in &self.pack.tiers {
             let d = |s: Span| RestrictedExpression::new_duration(s.to_string());
-            let a = attrs([
-                ("name", RestrictedExpression::new_string(name.clone())),
-                ("max_sync_latency", d(t.max_sync_latency)),
-                ("revocation_window", d(t.revocation_window)),
-                ("max_grant_age", d(t.max_grant_age)),
-                ("heartbeat_window", d(t.heartbeat_window)),
-                ("max_snapshot_age", d(t.max_snapshot_age)),
-            ]);
+            let a = attrs(
+                keep,
+                [
+                    ("name", &|| RestrictedExpression::new_string(name.clone())),
+                    ("max_sync_latency", &|| d(t.max_sync_latency)),
+                    ("revocation_window", &|| d(t.revocation_window)),
+                    ("max_grant_age", &|| d(t.max_grant_age)),
+                    ("heartbeat_window", &|| d(t.heartbeat_window)),
+                    ("max_snapshot_age", &|| d(t.max_snapshot_age)),
+                ],
+            );
             out.push(
                 Entity::new(self.types.uid(&self.types.tier, name), a, HashSet::new())
                     .map_err(|e| cedar_err("tier entity", e))?,
@@ -386,7 +436,7 @@ impl Env<'_> {
         Ok(out)
     }
 
-    fn connector_entity(&self, id: &str) -> Result<Entity, EvaluateError> {
+    fn connector_entity(&self, id: &str, keep: Keep<'_>) -> Result<Entity, EvaluateError> {
         let (tier, apps) = self
             .connectors
             .get(id)
@@ -394,16 +444,18 @@ impl Env<'_> {
             .unwrap_or(("", &[]));
         Entity::new(
             self.types.uid(&self.types.connector, id),
-            attrs([
-                ("tier", self.tier_uid(tier)),
-                (
-                    "applications",
-                    RestrictedExpression::new_set(
-                        apps.iter()
-                            .map(|a| RestrictedExpression::new_string((*a).to_owned())),
-                    ),
-                ),
-            ]),
+            attrs(
+                keep,
+                [
+                    ("tier", &|| self.tier_uid(tier)),
+                    ("applications", &|| {
+                        RestrictedExpression::new_set(
+                            apps.iter()
+                                .map(|a| RestrictedExpression::new_string((*a).to_owned())),
+                        )
+                    }),
+                ],
+            ),
             HashSet::new(),
         )
         .map_err(|e| cedar_err("connector entity", e))
@@ -415,21 +467,28 @@ impl Env<'_> {
                 i.kind.as_str(),
                 i.kind.is_human(),
                 i.status.as_str(),
-                i.owner.clone(),
+                i.owner.as_deref(),
             ),
             // A change for an identity the desired state does not know.
             None => ("unknown", false, "unknown", None),
         };
-        let mut a = attrs([
-            ("kind", RestrictedExpression::new_string(kind.to_owned())),
-            ("human", RestrictedExpression::new_bool(human)),
-            (
-                "status",
-                RestrictedExpression::new_string(status.to_owned()),
-            ),
-        ]);
-        if let Some(o) = owner {
-            a.insert("owner".to_owned(), RestrictedExpression::new_string(o));
+        let mut a = attrs(
+            self.keep,
+            [
+                ("kind", &|| {
+                    RestrictedExpression::new_string(kind.to_owned())
+                }),
+                ("human", &|| RestrictedExpression::new_bool(human)),
+                ("status", &|| {
+                    RestrictedExpression::new_string(status.to_owned())
+                }),
+            ],
+        );
+        if let Some(o) = owner.filter(|_| self.keep.has("owner")) {
+            a.insert(
+                "owner".to_owned(),
+                RestrictedExpression::new_string(o.to_owned()),
+            );
         }
         Entity::new(self.types.uid(&self.types.identity, id), a, HashSet::new())
             .map_err(|e| cedar_err("identity entity", e))
@@ -445,14 +504,18 @@ impl Env<'_> {
         let app_uid = self.types.uid(&self.types.application, app);
         Entity::new(
             self.types.uid(ty, &format!("{app}/{name}")),
-            attrs([
-                ("name", RestrictedExpression::new_string(name.to_owned())),
-                (
-                    "application",
-                    RestrictedExpression::new_entity_uid(app_uid.clone()),
-                ),
-                ("tier", self.tier_uid(tier)),
-            ]),
+            attrs(
+                self.keep,
+                [
+                    ("name", &|| {
+                        RestrictedExpression::new_string(name.to_owned())
+                    }),
+                    ("application", &|| {
+                        RestrictedExpression::new_entity_uid(app_uid.clone())
+                    }),
+                    ("tier", &|| self.tier_uid(tier)),
+                ],
+            ),
             HashSet::from([app_uid]),
         )
         .map_err(|e| cedar_err("entity", e))
@@ -476,18 +539,20 @@ impl Env<'_> {
         let t = &self.types;
         let (tier, connector) = self.apps.get(app).copied().unwrap_or(("", ""));
         let app_uid = t.uid(&t.application, app);
-        let mut entities = self.tier_entities()?;
-        entities.push(self.connector_entity(connector)?);
+        let mut entities = self.tiers.clone();
+        entities.push(self.connector_entity(connector, self.keep)?);
         entities.push(
             Entity::new(
                 app_uid.clone(),
-                attrs([
-                    ("tier", self.tier_uid(tier)),
-                    (
-                        "connector",
-                        RestrictedExpression::new_entity_uid(t.uid(&t.connector, connector)),
-                    ),
-                ]),
+                attrs(
+                    self.keep,
+                    [
+                        ("tier", &|| self.tier_uid(tier)),
+                        ("connector", &|| {
+                            RestrictedExpression::new_entity_uid(t.uid(&t.connector, connector))
+                        }),
+                    ],
+                ),
                 HashSet::new(),
             )
             .map_err(|e| cedar_err("application entity", e))?,
@@ -532,14 +597,18 @@ impl Env<'_> {
             entities.push(
                 Entity::new(
                     snap_uid.clone(),
-                    attrs([
-                        (
-                            "application",
-                            RestrictedExpression::new_entity_uid(app_uid.clone()),
-                        ),
-                        ("tier", self.tier_uid(tier)),
-                        ("format", RestrictedExpression::new_string(s.format.clone())),
-                    ]),
+                    attrs(
+                        self.keep,
+                        [
+                            ("application", &|| {
+                                RestrictedExpression::new_entity_uid(app_uid.clone())
+                            }),
+                            ("tier", &|| self.tier_uid(tier)),
+                            ("format", &|| {
+                                RestrictedExpression::new_string(s.format.clone())
+                            }),
+                        ],
+                    ),
                     HashSet::from([app_uid.clone()]),
                 )
                 .map_err(|e| cedar_err("snapshot entity", e))?,
@@ -574,10 +643,18 @@ impl Env<'_> {
     }
 
     fn evaluate_connectors(&self) -> Result<PartResult, EvaluateError> {
-        let mut entities = self.tier_entities()?;
+        let (store, reqs) = self.build_connectors()?;
+        self.decide(reqs, &store)
+    }
+
+    /// The connectors' entity store and requests.
+    fn build_connectors(&self) -> Result<(Entities, Vec<Req<'_>>), EvaluateError> {
+        // This store is validated against the schema, so its entities carry
+        // every attribute.
+        let mut entities = self.tier_entities(Keep::All)?;
         let mut reqs = Vec::new();
         for c in &self.r.connectors {
-            entities.push(self.connector_entity(&c.id)?);
+            entities.push(self.connector_entity(&c.id, Keep::All)?);
             let tier = self
                 .connectors
                 .get(c.id.as_str())
@@ -605,7 +682,7 @@ impl Env<'_> {
         }
         let store = Entities::from_entities(entities, Some(&self.pack.schema))
             .map_err(|e| cedar_err("entity store", e))?;
-        self.decide(reqs, &store)
+        Ok((store, reqs))
     }
 
     fn decide(&self, reqs: Vec<Req<'_>>, store: &Entities) -> Result<PartResult, EvaluateError> {
@@ -617,12 +694,13 @@ impl Env<'_> {
             .map(|k| (*k, self.types.uid(&self.types.action, k.as_str())))
             .collect();
         for req in reqs {
-            let policies = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
+            let slice = self.policies_for(&req);
+            let policies = slice.map_or(&empty, |s| &s.policies);
             let action = actions
                 .get(&req.kind)
                 .cloned()
                 .unwrap_or_else(|| self.types.uid(&self.types.action, req.kind.as_str()));
-            let request = self.request(&req, action)?;
+            let request = self.request(&req, action, slice)?;
             let started = std::time::Instant::now();
             let response = authorizer.is_authorized(&request, policies, store);
             out.cedar_time += started.elapsed();
@@ -696,14 +774,30 @@ impl Env<'_> {
         Ok(out)
     }
 
+    /// The policies `req` is decided against: those of its action that its
+    /// context values do not provably rule out (see [`super::slice`]), with
+    /// the context fields they read.
+    fn policies_for(&self, req: &Req<'_>) -> Option<&Slice> {
+        let slices = self.pack.slices.get(&req.kind)?;
+        Some(slices.select(|name| guard_value(&req.context, name)))
+    }
+
     /// The Cedar request for `req`, with only the context fields some policy
-    /// of its action reads.
-    fn request(&self, req: &Req<'_>, action: EntityUid) -> Result<Request, EvaluateError> {
-        let wanted = self
-            .pack
-            .context_fields
-            .get(&req.kind)
-            .and_then(Option::as_ref);
+    /// of `slice` reads (without a slice: of its action).
+    fn request(
+        &self,
+        req: &Req<'_>,
+        action: EntityUid,
+        slice: Option<&Slice>,
+    ) -> Result<Request, EvaluateError> {
+        let wanted = match slice {
+            Some(s) => s.context_fields.as_ref(),
+            None => self
+                .pack
+                .context_fields
+                .get(&req.kind)
+                .and_then(Option::as_ref),
+        };
         let context = Context::from_pairs(
             req.context
                 .iter()
@@ -785,6 +879,19 @@ impl Env<'_> {
             },
         }
     }
+}
+
+/// The value the request builder supplied for a context field, as the
+/// guard key reads it.
+fn guard_value<'v>(context: &'v [(&'static str, Val)], name: &str) -> Option<GuardValue<'v>> {
+    context
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| match v {
+            Val::Str(s) => GuardValue::Str(s),
+            Val::Bool(b) => GuardValue::Bool(*b),
+            Val::Long(_) => GuardValue::Other,
+        })
 }
 
 fn ms(s: Option<Span>) -> i64 {
@@ -1010,8 +1117,9 @@ fn account_req<'a>(t: &Types, a: &'a AccountState, app_uid: &EntityUid, tier: &'
 /// Cedar's bare `is_authorized` rate on prebuilt requests, for the benchmark
 /// floor (`benches/floors.rs`): the requests of the largest application's
 /// partition are built once, then decided `rounds` times on one thread —
-/// against the whole policy set (what a naive integration does) and against
-/// the per-action sets syncproof uses.
+/// against the whole policy set (what a naive integration does), against the
+/// per-action sets, and against the guard-sliced sets syncproof uses, the
+/// three taking turns each round.
 #[doc(hidden)]
 pub fn cedar_floor(
     r: &Reconciled,
@@ -1032,32 +1140,79 @@ pub fn cedar_floor(
         return Ok(CedarFloor::default());
     };
     // Build the partition's store and requests the way `evaluate` does.
-    let mut built: Vec<(SubjectKind, Request)> = Vec::new();
+    let mut built: Vec<Built<'_>> = Vec::new();
     let store = env.prebuilt(app, &part, &mut built)?;
     let authorizer = Authorizer::new();
-    let time = |per_action: bool| {
-        let started = std::time::Instant::now();
-        let mut n = 0u64;
-        for _ in 0..rounds {
-            for (kind, req) in &built {
-                let set = if per_action {
-                    pack.by_action.get(kind).unwrap_or(&pack.policies)
-                } else {
-                    &pack.policies
+    let variants = [Sets::Whole, Sets::PerAction, Sets::Sliced];
+    let averages = variants.map(|sets| {
+        built
+            .iter()
+            .map(|b| sets.pick(pack, &b.kind, b.slice).policies().count())
+            .sum::<usize>() as f64
+            / built.len().max(1) as f64
+    });
+    // The variants take turns, round by round, so a noisy machine slows
+    // them alike.
+    let mut elapsed = [std::time::Duration::ZERO; 3];
+    let mut n = 0u64;
+    for _ in 0..rounds {
+        for (i, sets) in variants.iter().enumerate() {
+            let started = std::time::Instant::now();
+            for b in &built {
+                // The sliced sets get the sliced context, as in `evaluate`;
+                // the others every field their action's policies read.
+                let req = match sets {
+                    Sets::Sliced => &b.sliced,
+                    _ => &b.full,
                 };
-                let _ = authorizer.is_authorized(req, set, &store);
-                n += 1;
+                let _ = authorizer.is_authorized(req, sets.pick(pack, &b.kind, b.slice), &store);
             }
+            elapsed[i] += started.elapsed();
         }
-        (n, started.elapsed())
-    };
-    let (n, naive) = time(false);
-    let (_, scoped) = time(true);
+        n += built.len() as u64;
+    }
+    let rate = |i: usize| n as f64 / elapsed[i].as_secs_f64().max(1e-9);
     Ok(CedarFloor {
         requests: n,
-        naive_per_second: n as f64 / naive.as_secs_f64().max(1e-9),
-        per_action_per_second: n as f64 / scoped.as_secs_f64().max(1e-9),
+        naive_per_second: rate(0),
+        per_action_per_second: rate(1),
+        sliced_per_second: rate(2),
+        policies_per_request: averages,
     })
+}
+
+/// One prebuilt request of [`cedar_floor`].
+struct Built<'a> {
+    kind: SubjectKind,
+    /// With every context field its action's policies read.
+    full: Request,
+    /// With the fields its slice's policies read.
+    sliced: Request,
+    /// Its slice's policies.
+    slice: &'a PolicySet,
+}
+
+/// Which policy sets [`cedar_floor`] times.
+#[derive(Clone, Copy)]
+enum Sets {
+    Whole,
+    PerAction,
+    Sliced,
+}
+
+impl Sets {
+    fn pick<'s>(
+        self,
+        pack: &'s CompiledPack,
+        kind: &SubjectKind,
+        sliced: &'s PolicySet,
+    ) -> &'s PolicySet {
+        match self {
+            Sets::Whole => &pack.policies,
+            Sets::PerAction => pack.by_action.get(kind).unwrap_or(&pack.policies),
+            Sets::Sliced => sliced,
+        }
+    }
 }
 
 /// The result of [`cedar_floor`].
@@ -1070,6 +1225,11 @@ pub struct CedarFloor {
     pub naive_per_second: f64,
     /// Rate against the per-action policy sets, one thread.
     pub per_action_per_second: f64,
+    /// Rate against the guard-sliced policy sets (what `evaluate` uses), one
+    /// thread.
+    pub sliced_per_second: f64,
+    /// Average policies per request: whole set, per-action, sliced.
+    pub policies_per_request: [f64; 3],
 }
 
 impl Env<'_> {
@@ -1079,13 +1239,155 @@ impl Env<'_> {
         &'a self,
         app: &'a str,
         part: &Partition<'a>,
-        out: &mut Vec<(SubjectKind, Request)>,
+        out: &mut Vec<Built<'a>>,
     ) -> Result<Entities, EvaluateError> {
         let (store, reqs) = self.build_application(app, part)?;
+        let empty = &self.pack.policies;
         for req in &reqs {
             let action = self.types.uid(&self.types.action, req.kind.as_str());
-            out.push((req.kind, self.request(req, action)?));
+            let slice = self.policies_for(req);
+            let sliced = self.request(req, action.clone(), slice)?;
+            let full = self.request(req, action, None)?;
+            out.push(Built {
+                kind: req.kind,
+                full,
+                sliced,
+                slice: slice.map_or(empty, |s| &s.policies),
+            });
         }
         Ok(store)
+    }
+}
+
+/// Single requests decided against each kind of policy set, for the
+/// equivalence tests (`src/policy/tests.rs`).
+#[cfg(test)]
+pub(super) mod probe {
+    use super::*;
+    use cedar_policy::Response;
+
+    /// What Cedar said: the decision, the determining policies and the
+    /// errors (policy and message), each sorted.
+    pub(crate) type Outcome = (Decision, Vec<String>, Vec<String>);
+
+    fn outcome(response: &Response) -> Outcome {
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        reasons.sort();
+        let mut errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+                format!("{}: {e}", pe.policy_id())
+            })
+            .collect();
+        errors.sort();
+        (response.decision(), reasons, errors)
+    }
+
+    /// One request decided three ways.
+    pub(crate) struct Probe {
+        /// The subject id.
+        pub(crate) subject: String,
+        /// Its kind.
+        pub(crate) kind: SubjectKind,
+        /// Against the sliced set, the per-action set and the whole set.
+        pub(crate) outcomes: [Outcome; 3],
+        /// The policies in the sliced set.
+        pub(crate) sliced: Vec<String>,
+        /// Whether the request had a guard key (else: the full set).
+        pub(crate) keyed: bool,
+    }
+
+    impl Env<'_> {
+        fn probe(&self, req: &Req<'_>, store: &Entities) -> Result<Probe, EvaluateError> {
+            let authorizer = Authorizer::new();
+            let action = self.types.uid(&self.types.action, req.kind.as_str());
+            let slice = self.policies_for(req);
+            let sliced_request = self.request(req, action.clone(), slice)?;
+            let request = self.request(req, action, None)?;
+            let empty = PolicySet::new();
+            let sliced = slice.map_or(&empty, |s| &s.policies);
+            let per_action = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
+            let decide = |request: &Request, set: &PolicySet| {
+                outcome(&authorizer.is_authorized(request, set, store))
+            };
+            let mut names: Vec<String> = sliced.policies().map(|p| p.id().to_string()).collect();
+            names.sort();
+            Ok(Probe {
+                subject: self.subject(req).id,
+                kind: req.kind,
+                outcomes: [
+                    decide(&sliced_request, sliced),
+                    decide(&request, per_action),
+                    decide(&request, &self.pack.policies),
+                ],
+                sliced: names,
+                keyed: self
+                    .pack
+                    .slices
+                    .get(&req.kind)
+                    .and_then(|s| s.key(|name| guard_value(&req.context, name)))
+                    .is_some(),
+            })
+        }
+    }
+
+    /// Every subject of `r`, decided three ways.
+    pub(crate) fn every_subject(
+        r: &Reconciled,
+        pack: &CompiledPack,
+    ) -> Result<Vec<Probe>, EvaluateError> {
+        let env = Env::new(r, pack, false)?;
+        let mut out = Vec::new();
+        for (app, part) in partitions(r) {
+            let (store, reqs) = env.build_application(app, &part)?;
+            for req in &reqs {
+                out.push(env.probe(req, &store)?);
+            }
+        }
+        let (store, reqs) = env.build_connectors()?;
+        for req in &reqs {
+            out.push(env.probe(req, &store)?);
+        }
+        Ok(out)
+    }
+
+    /// The first subject of `kind` in `r`, with its context replaced by
+    /// `context`, decided three ways (`None`: `r` has no such subject).
+    pub(crate) fn with_context(
+        r: &Reconciled,
+        pack: &CompiledPack,
+        kind: SubjectKind,
+        context: Vec<(&'static str, Val)>,
+    ) -> Result<Option<Probe>, EvaluateError> {
+        let env = Env::new(r, pack, false)?;
+        let mut found = None;
+        for (app, part) in partitions(r) {
+            let (store, reqs) = env.build_application(app, &part)?;
+            found = reqs
+                .into_iter()
+                .find(|q| q.kind == kind)
+                .map(|q| (store, q));
+            if found.is_some() {
+                break;
+            }
+        }
+        if found.is_none() {
+            let (store, reqs) = env.build_connectors()?;
+            found = reqs
+                .into_iter()
+                .find(|q| q.kind == kind)
+                .map(|q| (store, q));
+        }
+        let Some((store, mut req)) = found else {
+            return Ok(None);
+        };
+        req.context = context;
+        env.probe(&req, &store).map(Some)
     }
 }

@@ -216,7 +216,10 @@ impl Finding {
 /// How many subjects each policy evaluated and how many it failed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyTally {
-    /// Subjects the policy applies to (by its action scope).
+    /// Subjects the policy applies to (by its action scope). This counts
+    /// the subjects whose request left the policy out because a leading
+    /// guard was false (see [`super::slice`]): the policy was decided for
+    /// them too, as provably not satisfied.
     pub evaluated: u64,
     /// Subjects it forbade.
     pub failed: u64,

@@ -9,6 +9,7 @@ mod evaluate;
 pub mod exceptions;
 pub mod findings;
 pub mod pack;
+pub mod slice;
 #[cfg(test)]
 mod tests;
 

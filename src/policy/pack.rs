@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use super::controls::Catalog;
 use super::findings::{Severity, SubjectKind};
+use super::slice::{entity_attr_reads, leading_guards, Guard, Slices};
 use crate::ingest::model::TierTargets;
 
 /// The Cedar schema's file name.
@@ -274,6 +275,17 @@ pub struct CompiledPack {
     /// out of the request; decisions cannot change, since no policy reads
     /// them.
     pub context_fields: BTreeMap<SubjectKind, Option<BTreeSet<String>>>,
+    /// Each policy's leading guards, by `@id` (see [`super::slice`]).
+    pub guards: BTreeMap<String, Vec<Guard>>,
+    /// For each subject kind, its per-action policy set sliced by the
+    /// policies' leading guards: each request is decided against only the
+    /// policies its context values do not provably rule out.
+    pub slices: BTreeMap<SubjectKind, Slices>,
+    /// The attribute names any policy reads on an entity (`e.attr`,
+    /// `e has attr`), or `None` when some policy cannot be analysed (then
+    /// every attribute is kept). Entities are built without the other
+    /// attributes: Cedar cannot observe an attribute no policy names.
+    pub entity_attrs: Option<BTreeSet<String>>,
 }
 
 /// Collects the `context.x` / `context has x` attributes an EST (Cedar's JSON
@@ -539,6 +551,33 @@ impl PolicyPack {
         }
         let mut by_action = BTreeMap::new();
         let mut context_fields = BTreeMap::new();
+        let mut guards: BTreeMap<String, Vec<Guard>> = BTreeMap::new();
+        let mut reads: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+        let mut slices = BTreeMap::new();
+        let mut attr_names = BTreeSet::new();
+        let mut attrs_unknown = false;
+        for m in meta.values() {
+            match policies
+                .policy(&PolicyId::new(&m.id))
+                .and_then(|p| p.to_json().ok())
+            {
+                Some(est) => {
+                    guards.insert(m.id.clone(), leading_guards(&est));
+                    entity_attr_reads(&est, &mut attr_names, &mut attrs_unknown);
+                    let mut fields = BTreeSet::new();
+                    let mut whole = false;
+                    context_reads(&est, &mut fields, &mut whole);
+                    reads.insert(m.id.clone(), (!whole).then_some(fields));
+                }
+                // Cannot tell what it reads: no guards, keep every attribute
+                // and context field.
+                None => {
+                    guards.insert(m.id.clone(), Vec::new());
+                    reads.insert(m.id.clone(), None);
+                    attrs_unknown = true;
+                }
+            }
+        }
         for kind in SubjectKind::ALL {
             let mut fields = BTreeSet::new();
             let mut whole = false;
@@ -561,6 +600,19 @@ impl PolicyPack {
                 }
             }
             by_action.insert(kind, set);
+            let members = meta
+                .values()
+                .filter(|m| m.actions.contains(&kind))
+                .filter_map(|m| {
+                    let p = policies.policy(&PolicyId::new(&m.id))?;
+                    Some((
+                        p.clone(),
+                        guards.get(&m.id).cloned().unwrap_or_default(),
+                        reads.get(&m.id).cloned().flatten(),
+                    ))
+                })
+                .collect();
+            slices.insert(kind, Slices::new(members));
         }
         Ok(CompiledPack {
             policies,
@@ -571,6 +623,9 @@ impl PolicyPack {
             meta,
             files: self.files.clone(),
             context_fields,
+            guards,
+            slices,
+            entity_attrs: (!attrs_unknown).then_some(attr_names),
         })
     }
 }

@@ -476,3 +476,530 @@ fn nhi_controls_are_dropped_for_people_and_kept_for_service_accounts() {
         "{controls:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Slicing by leading guards: extraction, and equivalence with the per-action
+// and whole policy sets.
+
+use super::evaluate::{probe, Val};
+use super::slice::Guard;
+use super::SubjectKind;
+use proptest::prelude::*;
+
+fn eq(field: &str, literal: &str) -> Guard {
+    Guard::Equals {
+        field: field.into(),
+        literal: literal.into(),
+    }
+}
+
+fn is(field: &str, value: bool) -> Guard {
+    Guard::Is {
+        field: field.into(),
+        value,
+    }
+}
+
+/// The shipped pack overlaid with `files`.
+fn overlay_pack(files: &[(&str, &str)]) -> crate::policy::CompiledPack {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, t) in files {
+        std::fs::write(dir.path().join(n), t).unwrap();
+    }
+    PolicyPack::with_overlay(dir.path())
+        .unwrap()
+        .compile()
+        .unwrap()
+}
+
+const HEADER: &str =
+    "@title(\"t\")\n@severity(\"low\")\n@controls(\"PR.AA-05\")\n@remediation(\"r\")\n";
+
+/// Custom policies that exercise every rule of guard extraction, and two
+/// that can raise errors (an overflow), so error sets are compared too.
+fn tricky_policies() -> Vec<(String, String)> {
+    let change = "action == SyncProof::Action::\"change\"";
+    let grant = "action == SyncProof::Action::\"grant\"";
+    let both = "action in [SyncProof::Action::\"change\", SyncProof::Action::\"grant\"]";
+    let list: Vec<(&str, String)> = vec![
+        // A guard after a non-guard conjunct does not count.
+        (
+            "x-late-guard",
+            format!("forbid (principal, {change}, resource) when {{ context.latency_ms > 5 && context.confirmed }};"),
+        ),
+        // `unless` first: no guards, even though its body looks like one.
+        (
+            "x-unless-first",
+            format!("forbid (principal, {change}, resource) unless {{ context.removal }} when {{ context.confirmed }};"),
+        ),
+        // `||` at the top.
+        (
+            "x-or",
+            format!("forbid (principal, {change}, resource) when {{ context.confirmed || context.removal }};"),
+        ),
+        // `!=` and a negated `==` are not guards.
+        (
+            "x-not-equal",
+            format!("forbid (principal, {grant}, resource) when {{ context.status != \"desired\" && context.paths > 3 }};"),
+        ),
+        (
+            "x-negated-eq",
+            format!("forbid (principal, {grant}, resource) when {{ !(context.status == \"desired\") && context.paths > 3 }};"),
+        ),
+        // A principal scope with guards, literal on the left.
+        (
+            "x-principal",
+            format!("forbid (principal == SyncProof::Identity::\"alice\", {change}, resource) when {{ \"pending\" == context.status && !context.removal && context.pending_ms > 1000 }};"),
+        ),
+        // Reads an optional entity attribute through `has`.
+        (
+            "x-has-owner",
+            format!("forbid (principal, {grant}, resource) when {{ context.via_group_only && principal has owner && principal.owner == \"alice\" }};"),
+        ),
+        // Guards, then a conjunct that overflows on large values: errors
+        // must be reported exactly when the guards hold.
+        (
+            "x-overflow",
+            format!("forbid (principal, {change}, resource) when {{ context.confirmed && context.status == \"confirmed\" && context.latency_ms * 1000000 > 0 }};"),
+        ),
+        // A conjunct that can raise an error before a guard: the guard must
+        // not be used, or the error would be lost when it is false.
+        (
+            "x-error-then-guard",
+            format!("forbid (principal, {change}, resource) when {{ context.pending_ms * 1000000 > 0 && context.confirmed }};"),
+        ),
+        // No guards and an overflow: errors on every large value.
+        (
+            "x-overflow-always",
+            format!("forbid (principal, {grant}, resource) when {{ context.age_ms * 1000000 > 0 }};"),
+        ),
+        // Two actions, a guard on a field both have; two clauses.
+        (
+            "x-two-actions",
+            format!("forbid (principal, {both}, resource) when {{ context.status == \"failed\" }} unless {{ context.status == \"x\" }};"),
+        ),
+        // Two guards on one field can never both hold.
+        (
+            "x-contradiction",
+            format!("forbid (principal, {grant}, resource) when {{ context.status == \"unauthorized\" && context.status == \"desired\" }};"),
+        ),
+    ];
+    list.into_iter()
+        .map(|(id, body)| {
+            (
+                format!("{id}.cedar"),
+                format!("@id(\"{id}\")\n{HEADER}{body}\n"),
+            )
+        })
+        .collect()
+}
+
+fn tricky_pack() -> crate::policy::CompiledPack {
+    let files = tricky_policies();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    overlay_pack(&refs)
+}
+
+#[test]
+fn leading_guards_of_the_shipped_pack() {
+    let pack = PolicyPack::builtin().compile().unwrap();
+    let expected: BTreeMap<&str, Vec<Guard>> = BTreeMap::from([
+        ("baseline", vec![]),
+        ("change-failed", vec![eq("status", "failed")]),
+        ("connector-failing", vec![is("has_error", true)]),
+        ("connector-silent", vec![]),
+        (
+            "expired-grant",
+            vec![eq("status", "expired_still_effective")],
+        ),
+        ("grant-age", vec![is("desired", true), is("has_age", true)]),
+        ("missed-event", vec![eq("status", "missed_event")]),
+        ("not-revoked", vec![eq("status", "not_revoked")]),
+        ("orphan-account", vec![is("orphan", true)]),
+        ("revocation-unconfirmed", vec![is("removal", true)]),
+        ("snapshot-stale", vec![]),
+        (
+            "sync-latency",
+            vec![is("confirmed", true), is("removal", false)],
+        ),
+        (
+            "sync-overdue",
+            vec![eq("status", "pending"), is("removal", false)],
+        ),
+        ("unauthorized-access", vec![eq("status", "unauthorized")]),
+    ]);
+    let got: BTreeMap<&str, Vec<Guard>> = pack
+        .guards
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    assert_eq!(got, expected);
+    // The key reads exactly the guarded fields.
+    let fields = |k: SubjectKind| -> BTreeSet<&str> { pack.slices[&k].fields().collect() };
+    assert_eq!(
+        fields(SubjectKind::Change),
+        BTreeSet::from(["confirmed", "removal", "status"])
+    );
+    assert_eq!(
+        fields(SubjectKind::Grant),
+        BTreeSet::from(["desired", "has_age", "status"])
+    );
+    assert!(fields(SubjectKind::Snapshot).is_empty());
+}
+
+#[test]
+fn leading_guards_of_tricky_policies() {
+    let pack = tricky_pack();
+    let g = |id: &str| pack.guards[id].clone();
+    assert_eq!(g("x-late-guard"), vec![]);
+    assert_eq!(g("x-unless-first"), vec![]);
+    assert_eq!(g("x-or"), vec![]);
+    assert_eq!(g("x-not-equal"), vec![]);
+    assert_eq!(g("x-negated-eq"), vec![]);
+    assert_eq!(
+        g("x-principal"),
+        vec![eq("status", "pending"), is("removal", false)]
+    );
+    assert_eq!(g("x-has-owner"), vec![is("via_group_only", true)]);
+    assert_eq!(
+        g("x-overflow"),
+        vec![is("confirmed", true), eq("status", "confirmed")]
+    );
+    assert_eq!(g("x-overflow-always"), vec![]);
+    assert_eq!(g("x-error-then-guard"), vec![]);
+    assert_eq!(g("x-two-actions"), vec![eq("status", "failed")]);
+    assert_eq!(
+        g("x-contradiction"),
+        vec![eq("status", "unauthorized"), eq("status", "desired")]
+    );
+    // `has` on an entity counts as reading the attribute.
+    let attrs = pack.entity_attrs.clone().unwrap();
+    assert!(attrs.contains("owner"), "{attrs:?}");
+}
+
+fn samples() -> crate::reconcile::model::Reconciled {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let collection = crate::ingest::load(&root).unwrap();
+    crate::reconcile::run(&collection, &Default::default()).unwrap()
+}
+
+fn assert_equivalent(p: &probe::Probe) {
+    let [sliced, per_action, whole] = &p.outcomes;
+    assert_eq!(sliced, per_action, "{} ({:?})", p.subject, p.kind);
+    assert_eq!(sliced, whole, "{} ({:?})", p.subject, p.kind);
+}
+
+#[test]
+fn sliced_sets_decide_every_sample_subject_as_the_full_sets_do() {
+    for pack in [PolicyPack::builtin().compile().unwrap(), tricky_pack()] {
+        let probes = probe::every_subject(&samples(), &pack).unwrap();
+        assert!(probes.len() > 50, "{}", probes.len());
+        // Every kind, some denied, and some requests actually sliced.
+        let kinds: BTreeSet<SubjectKind> = probes.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds.len(), SubjectKind::ALL.len());
+        assert!(probes
+            .iter()
+            .any(|p| p.outcomes[0].0 == cedar_policy::Decision::Deny));
+        let (mut sliced, mut full) = (0, 0);
+        for p in &probes {
+            assert_equivalent(p);
+            // The builder supplies every guarded field with its type.
+            assert!(p.keyed, "{} fell back to the full set", p.subject);
+            sliced += p.sliced.len();
+            full += pack.by_action[&p.kind].policies().count();
+        }
+        assert!(sliced * 3 < full * 2, "{sliced} of {full}");
+    }
+}
+
+#[test]
+fn compliant_grants_and_changes_are_decided_against_two_policies() {
+    let pack = PolicyPack::builtin().compile().unwrap();
+    let r = Builder::new("medium")
+        .change(Operation::Grant, ChangeStatus::Confirmed, MINUTE)
+        .grant("alice", GrantStatus::Desired, Some(DAY), &[])
+        .r;
+    let probes = probe::every_subject(&r, &pack).unwrap();
+    let sliced = |kind: SubjectKind| -> Vec<String> {
+        probes
+            .iter()
+            .find(|p| p.kind == kind)
+            .map(|p| p.sliced.clone())
+            .unwrap()
+    };
+    assert_eq!(sliced(SubjectKind::Change), ["baseline", "sync-latency"]);
+    assert_eq!(sliced(SubjectKind::Grant), ["baseline", "grant-age"]);
+    // Their requests carry only the context fields those policies read.
+    use super::slice::GuardValue;
+    let grant = pack.slices[&SubjectKind::Grant].select(|f| match f {
+        "status" => Some(GuardValue::Str("desired")),
+        _ => Some(GuardValue::Bool(true)),
+    });
+    assert_eq!(
+        grant.context_fields.clone().unwrap(),
+        BTreeSet::from(["age_ms".to_owned(), "desired".into(), "has_age".into()])
+    );
+    let account = pack.slices[&SubjectKind::Account].select(|_| Some(GuardValue::Bool(false)));
+    assert_eq!(account.policies.policies().count(), 1);
+    assert_eq!(account.context_fields, Some(BTreeSet::new()));
+}
+
+#[test]
+fn errors_are_reported_alike_by_sliced_and_full_sets() {
+    let pack = tricky_pack();
+    let r = Builder::new("high")
+        .change(Operation::Grant, ChangeStatus::Confirmed, MINUTE)
+        .r;
+    let ctx = |confirmed: bool| {
+        vec![
+            ("status", Val::Str("confirmed".into())),
+            ("removal", Val::Bool(false)),
+            ("confirmed", Val::Bool(confirmed)),
+            ("latency_ms", Val::Long(i64::MAX)),
+            ("pending_ms", Val::Long(i64::MAX)),
+        ]
+    };
+    for confirmed in [true, false] {
+        let p = probe::with_context(&r, &pack, SubjectKind::Change, ctx(confirmed))
+            .unwrap()
+            .unwrap();
+        assert_equivalent(&p);
+        let errors: Vec<&str> = p.outcomes[0]
+            .2
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or_default())
+            .collect();
+        // `x-error-then-guard` errs before its guard is read; `x-overflow`
+        // only once its guards hold.
+        let expected = if confirmed {
+            vec!["x-error-then-guard", "x-overflow"]
+        } else {
+            vec!["x-error-then-guard"]
+        };
+        assert_eq!(errors, expected);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ty {
+    S,
+    B,
+    L,
+}
+
+/// Each action's context fields, as in the schema.
+fn shape(kind: SubjectKind) -> &'static [(&'static str, Ty)] {
+    use Ty::*;
+    match kind {
+        SubjectKind::Change => &[
+            ("key", S),
+            ("operation", S),
+            ("removal", B),
+            ("entitlement", S),
+            ("status", S),
+            ("confirmed", B),
+            ("latency_ms", L),
+            ("pending_ms", L),
+            ("attempts", L),
+            ("redeliveries", L),
+        ],
+        SubjectKind::Grant => &[
+            ("account", S),
+            ("status", S),
+            ("desired", B),
+            ("via_group_only", B),
+            ("paths", L),
+            ("has_age", B),
+            ("age_ms", L),
+            ("removal_requested", B),
+        ],
+        SubjectKind::Assignment => &[("status", S), ("explained", B)],
+        SubjectKind::Account => &[("orphan", B), ("active", B), ("entitlements", L)],
+        SubjectKind::Connector => &[
+            ("seen", B),
+            ("silence_ms", L),
+            ("errors", L),
+            ("has_error", B),
+            ("since_last_error_ms", L),
+            ("failed_attempts", L),
+            ("pending_changes", L),
+            ("failed_changes", L),
+        ],
+        SubjectKind::Snapshot => &[("age_ms", L)],
+    }
+}
+
+fn value(ty: Ty) -> BoxedStrategy<Val> {
+    match ty {
+        Ty::S => prop_oneof![
+            4 => prop::sample::select(vec![
+                "failed", "pending", "confirmed", "expired_still_effective", "not_revoked",
+                "unauthorized", "desired", "missed_event", "provisioned", "x", "",
+            ])
+            .prop_map(|s| Val::Str(s.to_owned())),
+            1 => "[a-z_]{0,12}".prop_map(Val::Str),
+        ]
+        .boxed(),
+        Ty::B => any::<bool>().prop_map(Val::Bool).boxed(),
+        Ty::L => prop_oneof![
+            4 => (0i64..=400 * DAY).prop_map(Val::Long),
+            1 => any::<i64>().prop_map(Val::Long),
+        ]
+        .boxed(),
+    }
+}
+
+/// A context of `kind`: mostly well-typed, sometimes with a field missing or
+/// of another type (then the request must fall back to the full set).
+fn context(kind: SubjectKind) -> impl Strategy<Value = Vec<(&'static str, Val)>> {
+    let fields: Vec<_> = shape(kind)
+        .iter()
+        .map(|(name, ty)| {
+            let v = prop_oneof![
+                30 => value(*ty).prop_map(Some),
+                1 => prop_oneof![value(Ty::S), value(Ty::B), value(Ty::L)].prop_map(Some),
+                1 => Just(None),
+            ];
+            (Just(*name), v)
+        })
+        .collect();
+    fields.prop_map(|f| {
+        f.into_iter()
+            .filter_map(|(n, v)| v.map(|v| (n, v)))
+            .collect()
+    })
+}
+
+fn kind_and_context() -> impl Strategy<Value = (SubjectKind, Vec<(&'static str, Val)>, usize)> {
+    prop::sample::select(SubjectKind::ALL.to_vec())
+        .prop_flat_map(|k| (Just(k), context(k), 0usize..4))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn sliced_sets_decide_generated_contexts_as_the_full_sets_do(
+        (kind, ctx, tier) in kind_and_context(),
+    ) {
+        use std::sync::OnceLock;
+        static PACKS: OnceLock<[crate::policy::CompiledPack; 2]> = OnceLock::new();
+        let packs = PACKS.get_or_init(|| [PolicyPack::builtin().compile().unwrap(), tricky_pack()]);
+        let tier = ["critical", "high", "medium", "low"][tier];
+        let r = Builder::new(tier)
+            .change(Operation::Revoke, ChangeStatus::Pending, MINUTE)
+            .grant("svc", GrantStatus::Desired, Some(DAY), &["g"])
+            .assignment(AssignmentStatus::Provisioned)
+            .account(Some("alice"))
+            .r;
+        for pack in packs {
+            let p = probe::with_context(&r, pack, kind, ctx.clone()).unwrap().unwrap();
+            let [sliced, per_action, whole] = &p.outcomes;
+            prop_assert_eq!(sliced, per_action, "{:?} {:?}", kind, ctx);
+            prop_assert_eq!(sliced, whole, "{:?} {:?}", kind, ctx);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entity attributes no policy reads are not built.
+
+#[test]
+fn entity_attrs_are_what_the_shipped_policies_read() {
+    let pack = PolicyPack::builtin().compile().unwrap();
+    let attrs = pack.entity_attrs.clone().unwrap();
+    assert_eq!(
+        attrs.iter().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "heartbeat_window",
+            "max_grant_age",
+            "max_snapshot_age",
+            "max_sync_latency",
+            "revocation_window",
+            "tier",
+        ]
+    );
+}
+
+#[test]
+fn entity_attr_reads_fail_safe() {
+    use super::slice::entity_attr_reads;
+    let read = |v: serde_json::Value| {
+        let mut names = BTreeSet::new();
+        let mut unknown = false;
+        entity_attr_reads(&v, &mut names, &mut unknown);
+        (names, unknown)
+    };
+    // `context.x` is not an entity attribute; `principal.kind` and
+    // `resource has owner` are; `.y` on `context.x` counts too.
+    let (names, unknown) = read(serde_json::json!({"&&": {
+        "left": {".": {"left": {"Var": "context"}, "attr": "x"}},
+        "right": {"&&": {
+            "left": {"==": {"left": {".": {"left": {"Var": "principal"}, "attr": "kind"}}, "right": {"Value": "bot"}}},
+            "right": {"||": {
+                "left": {"has": {"left": {"Var": "resource"}, "attr": "owner"}},
+                "right": {".": {"left": {".": {"left": {"Var": "context"}, "attr": "x"}}, "attr": "y"}}
+            }}
+        }}
+    }}));
+    assert!(!unknown);
+    assert_eq!(
+        names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["kind", "owner", "y"]
+    );
+    // An access that names no attribute, or an embedded expression string:
+    // keep everything.
+    assert!(read(serde_json::json!({".": {"left": {"Var": "principal"}}})).1);
+    assert!(read(serde_json::json!({"Value": {"__expr": "principal.kind"}})).1);
+}
+
+/// The findings of `r` as JSON, evaluated with `pack`.
+fn findings_json(
+    r: &crate::reconcile::model::Reconciled,
+    pack: &crate::policy::CompiledPack,
+) -> String {
+    let eval = evaluate(
+        r,
+        pack,
+        EvaluateOptions {
+            keep_subjects: true,
+        },
+    )
+    .unwrap();
+    format!(
+        "{}\n{:?}",
+        serde_json::to_string_pretty(&eval).unwrap(),
+        eval.evaluated
+    )
+}
+
+#[test]
+fn pruned_entities_give_identical_findings_on_the_samples() {
+    let r = samples();
+    // The shipped pack, and one whose custom policies read `owner` through
+    // `has`, and `kind`, `human`, `name`, `format` and `applications`.
+    let extra = format!(
+        "@id(\"x-reads-attrs\")\n{HEADER}forbid (principal, action == SyncProof::Action::\"grant\", resource) when {{ !principal.human && principal.kind != \"bot\" && resource.name like \"*admin*\" }};\n\n@id(\"x-reads-more\")\n{HEADER}forbid (principal == SyncProof::Application::\"crm-saas\", action == SyncProof::Action::\"snapshot\", resource) when {{ resource.format == \"scim\" && principal.connector.applications.contains(\"crm-saas\") }};\n"
+    );
+    let mut files = tricky_policies();
+    files.push(("x-attrs.cedar".into(), extra));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    for pack in [
+        PolicyPack::builtin().compile().unwrap(),
+        overlay_pack(&refs),
+    ] {
+        assert!(pack.entity_attrs.is_some());
+        let pruned = findings_json(&r, &pack);
+        let mut full_pack = pack;
+        full_pack.entity_attrs = None;
+        let full = findings_json(&r, &full_pack);
+        assert_eq!(pruned, full);
+        assert!(pruned.contains("\"policy_id\""), "no findings at all");
+    }
+}
