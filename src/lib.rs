@@ -33,3 +33,11 @@ pub mod ingest;
 pub mod policy;
 pub mod reconcile;
 pub mod time;
+
+/// A hash map for hot lookups of in-memory keys: foldhash (the hasher
+/// hashbrown uses by default), seeded per process. Never iterated into an
+/// output: everything derived from one is sorted by a total order.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A hash set with the hasher of [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -14,6 +14,7 @@ use super::error::{Problems, RecordError};
 use super::model::{Assignment, Identity, IdentityKind, SourceRef};
 use super::raw::{RawAssignment, RawDesired, RawIdentity};
 use crate::time::parse_timestamp;
+use crate::FastMap;
 
 /// The validated desired state.
 #[derive(Clone, Debug, Default)]
@@ -47,7 +48,7 @@ pub(crate) fn parse(
     let mut buf = Vec::with_capacity(512);
     let identity_lines = document::item_lines(text, "identities");
     let assignment_lines = document::item_lines(text, "assignments");
-    let mut identities: BTreeMap<String, Identity> = BTreeMap::new();
+    let mut identities: FastMap<String, Identity> = FastMap::default();
     for (i, raw_id) in raw.identities.into_iter().enumerate() {
         let at = At("identities", i);
         let source = SourceRef {
@@ -111,7 +112,11 @@ pub(crate) fn parse(
         return Err(problems);
     }
     Ok(Desired {
-        identities: identities.into_values().collect(),
+        identities: {
+            let mut sorted: Vec<Identity> = identities.into_values().collect();
+            sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+            sorted
+        },
         assignments: assignments.into_values().collect(),
     })
 }
@@ -166,7 +171,7 @@ fn validate_assignment(
     file: &str,
     at: At,
     raw: RawAssignment,
-    identities: &BTreeMap<String, Identity>,
+    identities: &FastMap<String, Identity>,
     applications: &BTreeSet<String>,
     source: SourceRef,
 ) -> Result<Assignment, RecordError> {

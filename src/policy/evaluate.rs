@@ -29,6 +29,7 @@ use crate::reconcile::model::{
 };
 use crate::reconcile::Reconciled;
 use crate::time::{format_timestamp, Span};
+use crate::{FastMap, FastSet};
 
 /// Why evaluation could not complete.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -333,10 +334,10 @@ struct Env<'a> {
     pack: &'a CompiledPack,
     types: Types,
     /// Application id → (tier, connector).
-    apps: HashMap<&'a str, (&'a str, &'a str)>,
+    apps: FastMap<&'a str, (&'a str, &'a str)>,
     /// Connector id → (strictest tier, applications).
     connectors: HashMap<&'a str, (&'a str, Vec<&'a str>)>,
-    identities: HashMap<&'a str, &'a Identity>,
+    identities: FastMap<&'a str, &'a Identity>,
     keep_subjects: bool,
     /// The entity attributes the application partitions build.
     keep: Keep<'a>,
@@ -557,8 +558,8 @@ impl Env<'_> {
             )
             .map_err(|e| cedar_err("application entity", e))?,
         );
-        let mut seen_identities: HashSet<&str> = HashSet::new();
-        let mut seen_entitlements: HashSet<&str> = HashSet::new();
+        let mut seen_identities: FastSet<&str> = FastSet::default();
+        let mut seen_entitlements: FastSet<&str> = FastSet::default();
         let mut reqs: Vec<Req<'a>> = Vec::new();
 
         for c in &part.changes {

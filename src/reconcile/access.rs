@@ -10,7 +10,7 @@
 //! access in the snapshot exists unless a confirmed revocation after the
 //! snapshot says otherwise.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::model::{
     AccountState, AssignmentState, AssignmentStatus, Change, ChangeStatus, Drift, DriftClass,
@@ -20,20 +20,21 @@ use crate::ingest::model::{
     Assignment, Identity, IdentityStatus, ObservedAccount, ObservedGroup, Operation, Snapshot,
 };
 use crate::time::{format_timestamp, Span, Timestamp};
+use crate::{FastMap, FastSet};
 
 /// Entitlement → routes, for one account.
 type Routes = BTreeMap<String, Vec<GrantPath>>;
 
 /// Computes every account's effective entitlements in one snapshot.
-pub(crate) fn effective(snapshot: &Snapshot) -> BTreeMap<String, Routes> {
-    let groups: HashMap<&str, &ObservedGroup> = snapshot
+pub(crate) fn effective(snapshot: &Snapshot) -> FastMap<&str, Routes> {
+    let groups: FastMap<&str, &ObservedGroup> = snapshot
         .groups
         .iter()
         .map(|g| (g.target_id.as_str(), g))
         .collect();
     // Nested group M in G: M's members are members of G. Walk upwards.
-    let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut direct_groups: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut parents: FastMap<&str, Vec<&str>> = FastMap::default();
+    let mut direct_groups: FastMap<&str, Vec<&str>> = FastMap::default();
     for g in &snapshot.groups {
         for m in &g.member_groups {
             parents
@@ -52,10 +53,10 @@ pub(crate) fn effective(snapshot: &Snapshot) -> BTreeMap<String, Routes> {
         v.sort_unstable();
         v.dedup();
     }
-    let mut out = BTreeMap::new();
+    let mut out = FastMap::default();
     for account in &snapshot.accounts {
         out.insert(
-            account.target_id.clone(),
+            account.target_id.as_str(),
             routes_of(account, &groups, &parents, &direct_groups),
         );
     }
@@ -64,9 +65,9 @@ pub(crate) fn effective(snapshot: &Snapshot) -> BTreeMap<String, Routes> {
 
 fn routes_of(
     account: &ObservedAccount,
-    groups: &HashMap<&str, &ObservedGroup>,
-    parents: &HashMap<&str, Vec<&str>>,
-    direct_groups: &HashMap<&str, Vec<&str>>,
+    groups: &FastMap<&str, &ObservedGroup>,
+    parents: &FastMap<&str, Vec<&str>>,
+    direct_groups: &FastMap<&str, Vec<&str>>,
 ) -> Routes {
     let mut routes: Routes = BTreeMap::new();
     for e in &account.direct {
@@ -122,16 +123,16 @@ fn routes_of(
 /// Indexes changes by what they act on.
 pub(crate) struct ChangeIndex<'a> {
     /// (identity, application, entitlement) → changes, in request order.
-    by_entitlement: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Change>>,
+    by_entitlement: FastMap<(&'a str, &'a str, &'a str), Vec<&'a Change>>,
     /// (identity, application) → account-level changes, in request order.
-    by_account: HashMap<(&'a str, &'a str), Vec<&'a Change>>,
+    by_account: FastMap<(&'a str, &'a str), Vec<&'a Change>>,
 }
 
 impl<'a> ChangeIndex<'a> {
     /// Builds the index; `changes` must be sorted by request time.
     pub(crate) fn new(changes: &'a [Change]) -> Self {
-        let mut by_entitlement: HashMap<(&str, &str, &str), Vec<&Change>> = HashMap::new();
-        let mut by_account: HashMap<(&str, &str), Vec<&Change>> = HashMap::new();
+        let mut by_entitlement: FastMap<(&str, &str, &str), Vec<&Change>> = FastMap::default();
+        let mut by_account: FastMap<(&str, &str), Vec<&Change>> = FastMap::default();
         for c in changes {
             match &c.entitlement {
                 Some(e) => by_entitlement
@@ -156,12 +157,12 @@ impl<'a> ChangeIndex<'a> {
         app: &'s str,
         ent: &'s str,
     ) -> &'s [&'a Change] {
-        let map: &'s HashMap<(&'s str, &'s str, &'s str), Vec<&'a Change>> = &self.by_entitlement;
+        let map: &'s FastMap<(&'s str, &'s str, &'s str), Vec<&'a Change>> = &self.by_entitlement;
         map.get(&(identity, app, ent)).map_or(&[], Vec::as_slice)
     }
 
     fn for_account<'s>(&'s self, identity: &'s str, app: &'s str) -> &'s [&'a Change] {
-        let map: &'s HashMap<(&'s str, &'s str), Vec<&'a Change>> = &self.by_account;
+        let map: &'s FastMap<(&'s str, &'s str), Vec<&'a Change>> = &self.by_account;
         map.get(&(identity, app)).map_or(&[], Vec::as_slice)
     }
 
@@ -189,13 +190,13 @@ impl<'a> ChangeIndex<'a> {
 /// Per application, the account names identities declare for it
 /// (`accounts:` in the desired state), built once for all snapshots.
 pub(crate) struct AccountIndex<'a> {
-    by_app: HashMap<&'a str, HashMap<&'a str, &'a str>>,
+    by_app: FastMap<&'a str, FastMap<&'a str, &'a str>>,
 }
 
 impl<'a> AccountIndex<'a> {
     /// Indexes every identity's declared account names.
     pub(crate) fn new(identities: &'a [Identity]) -> Self {
-        let mut by_app: HashMap<&str, HashMap<&str, &str>> = HashMap::new();
+        let mut by_app: FastMap<&str, FastMap<&str, &str>> = FastMap::default();
         for i in identities {
             for (app, name) in &i.accounts {
                 by_app
@@ -219,7 +220,7 @@ pub(crate) struct AccessResult {
 /// Sets one snapshot's effective access against the desired state.
 pub(crate) fn reconcile_snapshot(
     snapshot: &Snapshot,
-    identities: &BTreeMap<&str, &Identity>,
+    identities: &FastMap<&str, &Identity>,
     accounts_index: &AccountIndex<'_>,
     assignments: &[&Assignment],
     changes: &ChangeIndex<'_>,
@@ -238,7 +239,7 @@ pub(crate) fn reconcile_snapshot(
             .filter(|i| !i.accounts.contains_key(app))
             .map(|i| i.id.as_str())
     };
-    let by_key: HashMap<(&str, &str), &Assignment> = assignments
+    let by_key: FastMap<(&str, &str), &Assignment> = assignments
         .iter()
         .map(|a| ((a.identity.as_str(), a.entitlement.as_str()), *a))
         .collect();
@@ -256,9 +257,9 @@ pub(crate) fn reconcile_snapshot(
         drift: Vec::new(),
     };
     // (identity, entitlement) effectively held by an active account.
-    let mut held: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut held: FastSet<(&str, &str)> = FastSet::default();
 
-    let group_by_name: HashMap<&str, &ObservedGroup> = snapshot
+    let group_by_name: FastMap<&str, &ObservedGroup> = snapshot
         .groups
         .iter()
         .map(|g| (g.display_name.as_str(), g))
@@ -267,7 +268,7 @@ pub(crate) fn reconcile_snapshot(
     for account in &snapshot.accounts {
         let identity = resolve(account.name.as_str());
         let account_routes = if account.active {
-            routes.get(&account.target_id).unwrap_or(&empty)
+            routes.get(account.target_id.as_str()).unwrap_or(&empty)
         } else {
             // A disabled account confers no effective access.
             &empty

@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::FastMap;
+
 use sha2::{Digest, Sha256};
 
 use super::model::{Anomaly, AnomalyKind, Change, ChangeStatus, EventStats};
@@ -58,13 +60,13 @@ pub(crate) struct Lifecycles {
     /// First 16 bytes of SHA-256(source NUL id) → first 8 bytes of the line's
     /// SHA-256 and where it was first seen. 128 bits make an accidental
     /// collision among billions of events negligible, and keep memory small.
-    seen: HashMap<[u8; 16], ([u8; 8], u32)>,
+    seen: FastMap<[u8; 16], ([u8; 8], u32)>,
     /// Where each distinct event was first seen: (index into `files`, line).
     /// Kept compact: one entry per distinct event.
     first_seen: Vec<(u32, u32)>,
     /// Log file names, interned.
     files: Vec<std::sync::Arc<str>>,
-    changes: HashMap<String, ChangeAcc>,
+    changes: FastMap<String, ChangeAcc>,
     /// Connector activity by connector id.
     pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
     /// Application id → connector id.
@@ -83,10 +85,10 @@ impl Lifecycles {
         }
         Lifecycles {
             as_of,
-            seen: HashMap::new(),
+            seen: FastMap::default(),
             first_seen: Vec::new(),
             files: Vec::new(),
-            changes: HashMap::new(),
+            changes: FastMap::default(),
             connectors,
             app_connector,
             stats: EventStats::default(),

@@ -84,7 +84,7 @@ fn complete(
         ..
     } = collection;
 
-    let by_id: BTreeMap<&str, &crate::ingest::model::Identity> =
+    let by_id: crate::FastMap<&str, &crate::ingest::model::Identity> =
         identities.iter().map(|i| (i.id.as_str(), i)).collect();
     let index = access::ChangeIndex::new(&changes);
     let account_index = access::AccountIndex::new(&identities);
