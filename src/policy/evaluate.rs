@@ -343,6 +343,13 @@ struct Env<'a> {
     keep: Keep<'a>,
     /// The tier entities with those attributes, built once.
     tiers: Vec<Entity>,
+    /// Whether identity entities are built at all. With none of their
+    /// attributes kept they would have no attributes and no parents, and
+    /// for strictly validated policies (every pack is) such an entity cannot
+    /// be told from an absent one: attribute access and `has` name only
+    /// schema attributes (all pruned), `in` sees no ancestors either way, and
+    /// `==` and `is` use the uid. So they are left out of the stores.
+    identity_entities: bool,
 }
 
 /// Which entity attributes to build. Cedar observes an entity's attributes
@@ -403,6 +410,9 @@ impl<'a> Env<'a> {
             keep_subjects,
             keep,
             tiers: Vec::new(),
+            identity_entities: ["kind", "human", "status", "owner"]
+                .iter()
+                .any(|a| keep.has(a)),
         };
         env.tiers = env.tier_entities(keep)?;
         Ok(env)
@@ -563,7 +573,7 @@ impl Env<'_> {
         let mut reqs: Vec<Req<'a>> = Vec::new();
 
         for c in &part.changes {
-            if seen_identities.insert(c.identity.as_str()) {
+            if self.identity_entities && seen_identities.insert(c.identity.as_str()) {
                 entities.push(self.identity_entity(&c.identity)?);
             }
             reqs.push(change_req(t, c, &app_uid, tier));
@@ -572,7 +582,7 @@ impl Env<'_> {
             let Some(identity) = g.identity.as_deref() else {
                 continue;
             };
-            if seen_identities.insert(identity) {
+            if self.identity_entities && seen_identities.insert(identity) {
                 entities.push(self.identity_entity(identity)?);
             }
             if seen_entitlements.insert(g.entitlement.as_str()) {
@@ -581,7 +591,7 @@ impl Env<'_> {
             reqs.push(grant_req(t, g, identity, app, tier));
         }
         for a in &part.assignments {
-            if seen_identities.insert(a.identity.as_str()) {
+            if self.identity_entities && seen_identities.insert(a.identity.as_str()) {
                 entities.push(self.identity_entity(&a.identity)?);
             }
             if seen_entitlements.insert(a.entitlement.as_str()) {
