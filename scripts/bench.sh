@@ -61,5 +61,14 @@ recon, policy = t("reading and reconciling the collection"), t("evaluating polic
 events = int(sys.argv[2])
 lines_s = float(floors.get("jsonl_lines_per_s", 0))
 print(f"$name ratio: ingest+reconcile {events/recon:,.0f} events/s = {events/recon/lines_s:.2f}x serde_json-alone ({lines_s:,.0f} lines/s, 1 core)")
+import json
+subjects = sum(json.load(open(sys.argv[1].replace(".err", ".out")))["subjects"].values())
+m = re.search(r"inside Cedar is_authorized\s+([0-9.]+) s", err)
+cedar = float(m.group(1)) if m else 0.0
+for label, key in [("whole set (naive)", "cedar_naive_per_s"), ("per-action sets", "cedar_per_action_per_s"), ("sliced sets (what syncproof runs)", "cedar_sliced_per_s")]:
+    floor = float(floors.get(key, 0)) * 2
+    if floor:
+        print(f"$name ratio: policy stage {subjects/policy:,.0f} subjects/s = {subjects/policy/floor:.2f}x bare Cedar on {label} ({floor:,.0f}/s on 2 cores)")
+print(f"$name policy stage CPU: {cedar:.1f} s inside is_authorized, about {max(2*policy-cedar,0):.1f} s outside (2 cores x {policy:.1f} s wall, minus inside)")
 PY
 done
