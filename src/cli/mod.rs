@@ -194,11 +194,14 @@ pub(crate) fn assess(
 ) -> miette::Result<Assessed> {
     progress.phase("reading and reconciling the collection");
     let reconciled = load_and_reconcile(root, common)?;
-    progress.phase("evaluating policies");
+    let bar = progress.counted_phase("evaluating policies");
     let mut eval = crate::policy::evaluate(
         &reconciled,
         pack,
-        crate::policy::EvaluateOptions { keep_subjects },
+        crate::policy::EvaluateOptions {
+            keep_subjects,
+            progress: bar.as_ref(),
+        },
     )?;
     progress.phase("applying exceptions");
     let applied = exceptions.apply(root, &reconciled, pack, &mut eval)?;

@@ -20,6 +20,11 @@ pub(crate) struct Progress {
     done: Vec<(String, Duration, Option<u64>)>,
 }
 
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 /// The process's peak resident set size so far, in bytes (Linux only: read
 /// from `/proc/self/status`; `None` elsewhere).
 fn peak_rss() -> Option<u64> {
@@ -47,9 +52,7 @@ impl Progress {
         let interactive = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
         let bar = interactive.then(|| {
             let bar = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-                bar.set_style(style);
-            }
+            bar.set_style(spinner_style());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
@@ -66,9 +69,25 @@ impl Progress {
     pub(crate) fn phase(&mut self, name: &str) {
         self.end_phase();
         if let Some(bar) = &self.bar {
+            bar.set_style(spinner_style());
             bar.set_message(name.to_owned());
         }
         self.phase = Some((name.to_owned(), Instant::now()));
+    }
+
+    /// Like [`Progress::phase`], for a phase that counts its steps: returns
+    /// the bar to advance (set its length first), or `None` when quiet.
+    pub(crate) fn counted_phase(&mut self, name: &str) -> Option<ProgressBar> {
+        self.phase(name);
+        let bar = self.bar.as_ref()?;
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed}, {eta} left)")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_position(0);
+        bar.set_length(0);
+        Some(bar.clone())
     }
 
     fn end_phase(&mut self) {

@@ -178,16 +178,19 @@ struct Req<'a> {
 
 /// Options for [`evaluate`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct EvaluateOptions {
+pub struct EvaluateOptions<'a> {
     /// Keep the list of every subject evaluated (for JUnit).
     pub keep_subjects: bool,
+    /// A progress bar to advance by one per partition evaluated (its length
+    /// is set to the number of partitions). Display only: never read back.
+    pub progress: Option<&'a indicatif::ProgressBar>,
 }
 
 /// Evaluates every subject of `r` against the pack.
 pub fn evaluate(
     r: &Reconciled,
     pack: &CompiledPack,
-    options: EvaluateOptions,
+    options: EvaluateOptions<'_>,
 ) -> Result<Evaluation, EvaluateError> {
     // Every application's tier must be defined.
     for a in &r.applications {
@@ -201,11 +204,24 @@ pub fn evaluate(
     }
     let env = Env::new(r, pack, options.keep_subjects)?;
     let parts: Vec<(&str, Partition<'_>)> = partitions(r).into_iter().collect();
+    if let Some(bar) = options.progress {
+        bar.set_length(parts.len() as u64 + 1);
+    }
+    let tick = || {
+        if let Some(bar) = options.progress {
+            bar.inc(1);
+        }
+    };
     let mut results: Vec<Result<PartResult, EvaluateError>> = parts
         .par_iter()
-        .map(|(app, part)| env.evaluate_application(app, part))
+        .map(|(app, part)| {
+            let res = env.evaluate_application(app, part);
+            tick();
+            res
+        })
         .collect();
     results.push(env.evaluate_connectors());
+    tick();
 
     let mut out = Evaluation::default();
     let mut errors: Vec<(String, String, String)> = Vec::new();

@@ -966,6 +966,7 @@ fn findings_json(
         pack,
         EvaluateOptions {
             keep_subjects: true,
+            ..Default::default()
         },
     )
     .unwrap();

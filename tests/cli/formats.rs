@@ -111,9 +111,15 @@ impl Evaluated {
             },
         )
         .unwrap();
-        let eval =
-            syncproof::policy::evaluate(&reconciled, &pack, EvaluateOptions { keep_subjects })
-                .unwrap();
+        let eval = syncproof::policy::evaluate(
+            &reconciled,
+            &pack,
+            EvaluateOptions {
+                keep_subjects,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         Evaluated {
             pack,
             reconciled,
