@@ -128,11 +128,17 @@ fn complete(
         })
         .collect();
     results.sort_by(|a, b| a.1.application.cmp(&b.1.application));
-    let mut grants = Vec::new();
-    let mut assignments = Vec::new();
-    let mut accounts = Vec::new();
-    let mut drift = Vec::new();
-    let mut snapshots = Vec::new();
+    // The desired assignments and the lookups are done with: free them
+    // before the results are gathered, and gather into vectors of the exact
+    // size (growing by doubling would hold two copies at the peak).
+    drop((by_id, account_index, by_app, index));
+    drop(desired);
+    let total = |f: fn(&access::AccessResult) -> usize| results.iter().map(|(r, _)| f(r)).sum();
+    let mut grants = Vec::with_capacity(total(|r| r.grants.len()));
+    let mut assignments = Vec::with_capacity(total(|r| r.assignments.len()));
+    let mut accounts = Vec::with_capacity(total(|r| r.accounts.len()));
+    let mut drift = Vec::with_capacity(total(|r| r.drift.len()));
+    let mut snapshots = Vec::with_capacity(results.len());
     for (r, freshness) in results {
         grants.extend(r.grants);
         assignments.extend(r.assignments);
@@ -167,7 +173,6 @@ fn complete(
                 &b.entitlement,
             ))
     });
-    drop((by_id, account_index, by_app, index));
 
     // Unfinished changes per application, counted once.
     let mut open_by_app: HashMap<&str, (u64, u64)> = HashMap::new();
