@@ -9,7 +9,9 @@ use std::path::Path;
 use predicates::prelude::*;
 use serde_json::Value;
 
-use super::support::{fixture, json_of, repo, samples, sha256_hex, stdout_of, syncproof};
+use super::support::{
+    assert_names, fixture, json_of, refusal_of, repo, samples, sha256_hex, stdout_of, syncproof,
+};
 
 /// `check COLLECTION --format json EXTRA...`, expecting `code`.
 fn check_json(collection: &Path, extra: &[&str], code: i32) -> Value {
@@ -457,19 +459,7 @@ fn refused_pack(dir: &Path) -> String {
         .assert()
         .code(2)
         .stdout("");
-    let out = syncproof(["policy", "validate", "--policies"])
-        .arg(dir)
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn assert_names(stderr: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(stderr.contains(n), "stderr lacks {n:?}:\n{stderr}");
-    }
+    refusal_of(syncproof(["policy", "validate", "--policies"]).arg(dir))
 }
 
 #[test]

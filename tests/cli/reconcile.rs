@@ -9,7 +9,9 @@ use std::path::Path;
 use predicates::prelude::*;
 use serde_json::Value;
 
-use super::support::{json_of, replace_in_line, samples, samples_copy, stdout_of, syncproof};
+use super::support::{
+    assert_names, json_of, refusal_of, replace_in_line, samples, samples_copy, stdout_of, syncproof,
+};
 
 const LOG19: &str = "logs/sync-2026-11-19.jsonl";
 
@@ -381,20 +383,7 @@ fn output_is_byte_identical_across_runs() {
 
 /// Runs `reconcile` on `collection`, expects exit 2 and returns stderr.
 fn refused(collection: &Path) -> String {
-    let out = syncproof(["reconcile"])
-        .arg(collection)
-        .assert()
-        .code(2)
-        .stdout("")
-        .get_output()
-        .clone();
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn assert_names(stderr: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(stderr.contains(n), "stderr lacks {n:?}:\n{stderr}");
-    }
+    refusal_of(syncproof(["reconcile"]).arg(collection))
 }
 
 #[test]

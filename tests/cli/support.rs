@@ -39,6 +39,20 @@ pub(crate) fn stdout_of(cmd: &mut Command, code: i32) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs a command that must refuse its input (exit 2, nothing on stdout) and
+/// returns its stderr.
+pub(crate) fn refusal_of(cmd: &mut Command) -> String {
+    let out = cmd.assert().code(2).stdout("").get_output().clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Asserts that `stderr` names every one of `needles`.
+pub(crate) fn assert_names(stderr: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(stderr.contains(n), "stderr lacks {n:?}:\n{stderr}");
+    }
+}
+
 /// Runs a command that must exit with `code` and parses its stdout as JSON.
 pub(crate) fn json_of(cmd: &mut Command, code: i32) -> serde_json::Value {
     serde_json::from_str(&stdout_of(cmd, code)).unwrap()
