@@ -6,9 +6,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{write_stdout, ExitCode};
+use super::ExitCode;
 use crate::evidence::assessment::{Assessment, Verdict};
-use crate::evidence::formats::FormatError;
 use crate::policy::Severity;
 
 /// Output formats of `check`.
@@ -70,35 +69,23 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
         Verdict::Pass => ExitCode::Clean,
         Verdict::Fail => ExitCode::Failed,
     };
-    if args.format == CheckFormat::Junit {
-        // JUnit lists every (policy, subject) pair: hundreds of MB on a large
-        // collection, so it is written to stdout as it is rendered.
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        let written = crate::evidence::junit::render(&assessment, &eval, &mut out).and_then(|()| {
-            out.flush().map_err(|source| FormatError::Write {
-                format: "JUnit",
-                source,
-            })
-        });
-        progress.finish(Some(eval.cedar_time));
-        return match written {
-            Ok(()) => Ok(code),
-            // The reader went away (`| head`): not an error of ours.
-            Err(FormatError::Write { source, .. })
-                if source.kind() == std::io::ErrorKind::BrokenPipe =>
-            {
-                Ok(code)
-            }
-            Err(e) => Err(e.into()),
-        };
-    }
-    let mut out = Vec::new();
+    // JUnit lists every (policy, subject) pair, hundreds of MB on a large
+    // collection: it goes to stdout as it is rendered. The other formats are
+    // rendered whole, then written.
+    let mut stdout = super::stdout();
+    let mut buffer = Vec::new();
+    let mut out: &mut dyn Write = if args.format == CheckFormat::Junit {
+        &mut stdout
+    } else {
+        &mut buffer
+    };
     match args.format {
         CheckFormat::Json => {
-            out = assessment
+            let json = assessment
                 .to_json()
-                .map_err(|e| miette::miette!("cannot serialise the findings: {e}"))?
-                .into_bytes()
+                .map_err(|e| miette::miette!("cannot serialise the findings: {e}"))?;
+            out.write_all(json.as_bytes())
+                .map_err(|e| miette::miette!("cannot write the findings: {e}"))?;
         }
         CheckFormat::Text => crate::evidence::text::render(&assessment, &mut out)
             .map_err(|e| miette::miette!("cannot render the report: {e}"))?,
@@ -108,7 +95,7 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
             &uri_base(&args.collection),
             &mut out,
         )?,
-        CheckFormat::Junit => unreachable!("JUnit is streamed above"),
+        CheckFormat::Junit => crate::evidence::junit::render(&assessment, &eval, &mut out)?,
         CheckFormat::Oscal => crate::evidence::oscal::render(
             &assessment,
             &reconciled,
@@ -118,7 +105,10 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
         )?,
     }
     progress.finish(Some(eval.cedar_time));
-    write_stdout(&out)?;
+    stdout
+        .write_all(&buffer)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| miette::miette!("cannot write to stdout: {e}"))?;
     Ok(code)
 }
 

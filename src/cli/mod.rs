@@ -345,15 +345,116 @@ pub(crate) fn report_error(format: ErrorFormat, report: &miette::Report) {
 
 /// Writes `text` to stdout, treating a closed pipe as success (like ripgrep).
 pub(crate) fn write_stdout(bytes: &[u8]) -> miette::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(miette::miette!("cannot write to stdout: {e}")),
+    let mut out = stdout();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| miette::miette!("cannot write to stdout: {e}"))
+}
+
+/// Buffered stdout on which a closed pipe (`| head`) is not an error of ours:
+/// once the reader has gone, the rest of the output is discarded.
+pub(crate) fn stdout() -> std::io::BufWriter<ClosedPipeOk<std::io::StdoutLock<'static>>> {
+    std::io::BufWriter::with_capacity(
+        1 << 20,
+        ClosedPipeOk {
+            inner: std::io::stdout().lock(),
+            closed: false,
+        },
+    )
+}
+
+/// A writer that turns `BrokenPipe` into success and drops later writes.
+pub(crate) struct ClosedPipeOk<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Write for ClosedPipeOk<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 
 /// Writes one line to stderr (warnings and progress notes).
 pub(crate) fn note(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts `room` bytes, then fails every call with `kind`.
+    struct Failing {
+        room: usize,
+        kind: std::io::ErrorKind,
+        got: Vec<u8>,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(self.kind.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn closed_pipe_ok(room: usize, kind: std::io::ErrorKind) -> ClosedPipeOk<Failing> {
+        ClosedPipeOk {
+            inner: Failing {
+                room,
+                kind,
+                got: Vec::new(),
+            },
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_is_success_and_the_rest_is_dropped() {
+        let mut w = closed_pipe_ok(3, std::io::ErrorKind::BrokenPipe);
+        w.write_all(b"abcdef").unwrap();
+        w.write_all(b"more").unwrap();
+        w.flush().unwrap();
+        assert!(w.closed);
+        assert_eq!(w.inner.got, b"abc");
+    }
+
+    #[test]
+    fn other_write_errors_are_errors() {
+        let mut w = closed_pipe_ok(3, std::io::ErrorKind::StorageFull);
+        let e = w.write_all(b"abcdef").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+        assert!(!w.closed);
+    }
 }
