@@ -50,7 +50,7 @@ pub(crate) fn parse(
     let assignment_lines = document::item_lines(text, "assignments");
     let mut identities: FastMap<String, Identity> = FastMap::default();
     for (i, raw_id) in raw.identities.into_iter().enumerate() {
-        let at = At("identities", i);
+        let at = format_args!("identities[{i}]");
         let source = SourceRef {
             file: file_ref.clone(),
             line: identity_lines.get(i).copied().unwrap_or(0),
@@ -76,7 +76,7 @@ pub(crate) fn parse(
     }
     let mut assignments: BTreeMap<(String, String, String), Assignment> = BTreeMap::new();
     for (i, raw_a) in raw.assignments.into_iter().enumerate() {
-        let at = At("assignments", i);
+        let at = format_args!("assignments[{i}]");
         let source = SourceRef {
             file: file_ref.clone(),
             line: assignment_lines.get(i).copied().unwrap_or(0),
@@ -123,7 +123,9 @@ pub(crate) fn parse(
 
 fn validate_identity(
     file: &str,
-    at: At,
+    // Where the record is (`identities[3]`), formatted only when an error
+    // names it.
+    at: std::fmt::Arguments<'_>,
     raw: RawIdentity,
     applications: &BTreeSet<String>,
     source: SourceRef,
@@ -169,7 +171,9 @@ fn validate_identity(
 
 fn validate_assignment(
     file: &str,
-    at: At,
+    // Where the record is (`identities[3]`), formatted only when an error
+    // names it.
+    at: std::fmt::Arguments<'_>,
     raw: RawAssignment,
     identities: &FastMap<String, Identity>,
     applications: &BTreeSet<String>,
@@ -238,17 +242,6 @@ fn canonical_digest<T: serde::Serialize>(buf: &mut Vec<u8>, record: &T) -> Sha25
         buf.clear();
     }
     Sha256Digest::of(buf)
-}
-
-/// Where a record is in the document (`identities[3]`), formatted only when
-/// an error names it.
-#[derive(Clone, Copy)]
-struct At(&'static str, usize);
-
-impl std::fmt::Display for At {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]", self.0, self.1)
-    }
 }
 
 #[cfg(test)]
