@@ -121,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = bytes;
 
     // Cedar's bare rate.
-    let reconciled = syncproof::reconcile::run(&collection, &Default::default())?;
+    let reconciled = syncproof::reconcile::run(collection, &Default::default())?;
     let pack = syncproof::policy::PolicyPack::builtin().compile()?;
     let floor = syncproof::policy::cedar_floor(&reconciled, &pack, 20)?;
     println!("cedar_requests={}", floor.requests);

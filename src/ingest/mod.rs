@@ -30,7 +30,7 @@ pub use synclog::Rejected;
 use crate::time::Timestamp;
 
 /// A loaded collection: everything but the sync-log events.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Collection {
     /// The collection directory.
     pub root: PathBuf,

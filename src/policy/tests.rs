@@ -683,7 +683,7 @@ fn leading_guards_of_tricky_policies() {
 fn samples() -> crate::reconcile::model::Reconciled {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
     let collection = crate::ingest::load(&root).unwrap();
-    crate::reconcile::run(&collection, &Default::default()).unwrap()
+    crate::reconcile::run(collection, &Default::default()).unwrap()
 }
 
 fn assert_equivalent(p: &probe::Probe) {

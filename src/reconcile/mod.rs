@@ -30,12 +30,14 @@ pub struct Options {
 }
 
 /// Reads the collection's sync logs and reconciles everything at `--as-of`.
-pub fn run(collection: &Collection, options: &Options) -> Result<Reconciled, IngestError> {
+/// The collection is consumed as it is reconciled (each snapshot is dropped
+/// once its application is done).
+pub fn run(collection: Collection, options: &Options) -> Result<Reconciled, IngestError> {
     let as_of = options.as_of.unwrap_or(collection.collected_at);
     let mut lifecycles =
         lifecycle::Lifecycles::new(as_of, app_connectors(&collection.applications));
     let rejected = collection.read_events(options.quarantine, &mut |e| lifecycles.push(e))?;
-    Ok(complete(collection.clone(), lifecycles, rejected, as_of))
+    Ok(complete(collection, lifecycles, rejected, as_of))
 }
 
 /// Loads the collection at `root` and reconciles it, reading the sync logs

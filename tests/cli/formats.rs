@@ -104,7 +104,7 @@ impl Evaluated {
         let pack = PolicyPack::builtin().compile().unwrap();
         let collection = syncproof::ingest::load(&root().join("samples")).unwrap();
         let reconciled = syncproof::reconcile::run(
-            &collection,
+            collection,
             &syncproof::reconcile::Options {
                 as_of: None,
                 quarantine: false,
