@@ -38,9 +38,37 @@ struct Request {
 struct ChangeAcc {
     request: Option<Request>,
     redeliveries: u32,
-    attempts: BTreeMap<u32, (Timestamp, AttemptOutcome, Option<String>, SourceRef)>,
+    attempts: Attempts,
     confirmed: Option<(Timestamp, ConfirmMethod, SourceRef)>,
     failed: Option<(Timestamp, String, SourceRef)>,
+}
+
+/// One delivery attempt: when, its outcome, its error and where it was read.
+type Attempt = (Timestamp, AttemptOutcome, Option<String>, SourceRef);
+
+/// A change's delivery attempts by attempt number, the first copy of each
+/// number kept, in attempt order. A sorted vector rather than a `BTreeMap`:
+/// a change has a few attempts, and a map's first node (room for eleven)
+/// costs about a kilobyte per change, millions of times over.
+#[derive(Debug, Default)]
+struct Attempts(Vec<(u32, Attempt)>);
+
+impl Attempts {
+    /// Records attempt `n` unless an attempt with that number is known.
+    fn insert_first(&mut self, n: u32, attempt: Attempt) {
+        if let Err(i) = self.0.binary_search_by_key(&n, |(k, _)| *k) {
+            self.0.insert(i, (n, attempt));
+        }
+    }
+
+    /// The attempts in attempt order.
+    fn values(&self) -> impl DoubleEndedIterator<Item = &Attempt> {
+        self.0.iter().map(|(_, a)| a)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Connector-level events, kept for the health computation.
@@ -66,7 +94,11 @@ pub(crate) struct Lifecycles {
     first_seen: Vec<(u32, u32)>,
     /// Log file names, interned.
     files: Vec<std::sync::Arc<str>>,
-    changes: FastMap<String, ChangeAcc>,
+    /// Boxed: the table then holds a pointer per change, not the whole
+    /// accumulator (it keeps room for an eighth more entries than it holds,
+    /// and is allocated in powers of two), and `finish` frees each one as
+    /// it turns it into a [`Change`].
+    changes: FastMap<String, Box<ChangeAcc>>,
     /// Connector activity by connector id.
     pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
     /// Application id → connector id.
@@ -246,8 +278,7 @@ impl Lifecycles {
                 // once the request (and so the application) is known.
                 let acc = self.changes.entry(idempotency_key).or_default();
                 acc.attempts
-                    .entry(attempt)
-                    .or_insert((time, outcome, error, event.source));
+                    .insert_first(attempt, (time, outcome, error, event.source));
             }
             EventBody::ChangeConfirmed {
                 idempotency_key,
