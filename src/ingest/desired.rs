@@ -5,7 +5,7 @@
 //! YAML; JSON documents get line 0) and carry the SHA-256 of the item's
 //! canonical JSON form, so the digest does not depend on YAML layout.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::digest::Sha256Digest;
@@ -74,7 +74,12 @@ pub(crate) fn parse(
             Err(e) => problems.push(e),
         }
     }
-    let mut assignments: BTreeMap<(String, String, String), Assignment> = BTreeMap::new();
+    // Validated assignments with their index, then sorted: a duplicate is
+    // found next to its first listing. (A map keyed by cloned
+    // (identity, application, entitlement) triples held a second copy of
+    // every key.)
+    let mut assignments: Vec<(usize, Assignment)> = Vec::with_capacity(raw.assignments.len());
+    let mut bad: Vec<(usize, RecordError)> = Vec::new();
     for (i, raw_a) in raw.assignments.into_iter().enumerate() {
         let at = format_args!("assignments[{i}]");
         let source = SourceRef {
@@ -83,30 +88,36 @@ pub(crate) fn parse(
             sha256: canonical_digest(&mut buf, &raw_a),
         };
         match validate_assignment(file, at, raw_a, &identities, applications, source) {
-            Ok(a) => {
-                let key = (
-                    a.identity.clone(),
-                    a.application.clone(),
-                    a.entitlement.clone(),
-                );
-                match assignments.entry(key) {
-                    std::collections::btree_map::Entry::Vacant(slot) => {
-                        slot.insert(a);
-                    }
-                    std::collections::btree_map::Entry::Occupied(first) => {
-                        let (identity, application, entitlement) = first.key();
-                        problems.push(RecordError::at_path(
-                            file,
-                            at.to_string(),
-                            format!(
-                                "assignment of `{entitlement}` to `{identity}` in `{application}` is listed twice"
-                            ),
-                        ));
-                    }
-                }
-            }
-            Err(e) => problems.push(e),
+            Ok(a) => assignments.push((i, a)),
+            Err(e) => bad.push((i, e)),
         }
+    }
+    assignments.sort_unstable_by(|(i, a), (j, b)| key(a).cmp(&key(b)).then(i.cmp(j)));
+    // In place: a listing equal to the one kept before it is a duplicate
+    // (the first listing, with the smaller index, counts).
+    assignments.dedup_by(|(i, later), (_, first)| {
+        let twice = key(later) == key(first);
+        if twice {
+            bad.push((
+                *i,
+                RecordError::at_path(
+                    file,
+                    format!("assignments[{i}]"),
+                    format!(
+                        "assignment of `{}` to `{}` in `{}` is listed twice",
+                        later.entitlement, later.identity, later.application
+                    ),
+                ),
+            ));
+        }
+        twice
+    });
+    // Collected in place (the element only gets smaller).
+    let kept: Vec<Assignment> = assignments.into_iter().map(|(_, a)| a).collect();
+    // Problems in the order of the records, as they were met.
+    bad.sort_by_key(|(i, _)| *i);
+    for (_, e) in bad {
+        problems.push(e);
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -117,8 +128,13 @@ pub(crate) fn parse(
             sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
             sorted
         },
-        assignments: assignments.into_values().collect(),
+        assignments: kept,
     })
+}
+
+/// The order of assignments, and what makes two the same.
+fn key(a: &Assignment) -> (&str, &str, &str) {
+    (&a.identity, &a.application, &a.entitlement)
 }
 
 fn validate_identity(
