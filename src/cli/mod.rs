@@ -192,11 +192,16 @@ pub(crate) fn assess(
     keep_subjects: bool,
     progress: &mut progress::Progress,
 ) -> miette::Result<Assessed> {
-    progress.phase("reading and reconciling the collection");
-    let reconciled = load_and_reconcile(root, common)?;
-    let bar = progress.counted_phase("evaluating policies");
-    let mut eval = crate::policy::evaluate(
-        &reconciled,
+    progress.phase("reading the collection and folding the sync logs");
+    check_collection(root)?;
+    let prepared = crate::reconcile::prepare(root, &reconcile_options(common))?;
+    warn_quarantined(prepared.facts());
+    // Each application is reconciled and evaluated in one go, and only its
+    // findings, counts and drift are kept (memory follows the largest
+    // application, not the collection).
+    let bar = progress.counted_phase("reconciling and evaluating each application");
+    let (reconciled, mut eval) = crate::policy::reconcile_and_evaluate(
+        prepared,
         pack,
         crate::policy::EvaluateOptions {
             keep_subjects,
@@ -217,6 +222,14 @@ pub(crate) fn load_and_reconcile(
     root: &std::path::Path,
     common: &CollectionArgs,
 ) -> miette::Result<crate::reconcile::Reconciled> {
+    check_collection(root)?;
+    let reconciled = crate::reconcile::load_and_run(root, &reconcile_options(common))?;
+    warn_quarantined(&reconciled);
+    Ok(reconciled)
+}
+
+/// Refuses a directory that is not a collection, before reading anything.
+fn check_collection(root: &std::path::Path) -> miette::Result<()> {
     if !root.join(crate::ingest::collection::MANIFEST).is_file() {
         return Err(miette::miette!(
             help = "a collection is a directory with `collection.yaml` at its root; see docs/formats.md",
@@ -224,20 +237,23 @@ pub(crate) fn load_and_reconcile(
             root.display()
         ));
     }
-    let reconciled = crate::reconcile::load_and_run(
-        root,
-        &crate::reconcile::Options {
-            as_of: common.as_of,
-            quarantine: common.quarantine,
-        },
-    )?;
-    if !reconciled.rejected.is_empty() {
+    Ok(())
+}
+
+fn reconcile_options(common: &CollectionArgs) -> crate::reconcile::Options {
+    crate::reconcile::Options {
+        as_of: common.as_of,
+        quarantine: common.quarantine,
+    }
+}
+
+fn warn_quarantined(r: &crate::reconcile::Reconciled) {
+    if !r.rejected.is_empty() {
         note(&format!(
             "warning: {} sync-log line(s) were quarantined and left out; they are listed in the output",
-            reconciled.rejected.len()
+            r.rejected.len()
         ));
     }
-    Ok(reconciled)
 }
 
 /// syncproof: policy-checked, signed audit evidence from identity-connector

@@ -58,14 +58,14 @@ pub struct Collection {
 pub fn load(root: &Path) -> Result<Collection, IngestError> {
     let manifest = collection::read_manifest(root)?;
     let named = collection::discover(root, &manifest)?;
-    let (mut collection, known) = load_records(root, manifest)?;
+    let (mut collection, known, _) = load_records(root, manifest, false)?;
     // The logs are not read here: hashed from disk (in parallel).
     collection.inputs = collection::hash_inputs(root, named, &known)?;
     Ok(collection)
 }
 
 /// Sizes and digests of the files hashed while they were read, by path.
-type Known = HashMap<String, (u64, String)>;
+pub(crate) type Known = HashMap<String, (u64, String)>;
 
 /// What the sync-log reader needs to know before the collection is loaded.
 pub struct Preamble<'a> {
@@ -91,6 +91,76 @@ where
     M: FnOnce(&Preamble<'_>) -> S,
     P: Fn(&mut S, Event) + Sync,
 {
+    let (mut deferred, sink, rejected) = load_streaming(root, quarantine, make_sink, push, false)?;
+    deferred.collection.inputs = deferred.inputs()?;
+    Ok((deferred.collection, sink, rejected))
+}
+
+/// A collection whose snapshots have not been read yet: they are read one
+/// application at a time with [`Deferred::read_snapshot`], so no more than a
+/// few are in memory at once.
+pub(crate) struct Deferred {
+    /// The collection, with no snapshots and no `inputs` yet.
+    pub(crate) collection: Collection,
+    /// The snapshots to read, sorted by application.
+    pub(crate) specs: Vec<collection::SnapshotSpec>,
+    named: Vec<(String, &'static str)>,
+    known: Known,
+}
+
+impl Deferred {
+    /// Reads one snapshot (see [`read_snapshot`]).
+    pub(crate) fn read_snapshot(
+        &self,
+        spec: &collection::SnapshotSpec,
+    ) -> Result<(SnapshotOutcome, Known), IngestError> {
+        read_snapshot(&self.collection.root, spec)
+    }
+
+    /// Records the sizes and digests of files read (the snapshots).
+    pub(crate) fn extend_known(&mut self, digests: Known) {
+        self.known.extend(digests);
+    }
+
+    /// Every input file with its size and SHA-256: those read already keep
+    /// the digest of the bytes parsed, the others are hashed from disk.
+    pub(crate) fn inputs(&mut self) -> Result<Vec<InputFile>, IngestError> {
+        collection::hash_inputs(
+            &self.collection.root,
+            std::mem::take(&mut self.named),
+            &self.known,
+        )
+    }
+}
+
+/// Like [`load_with_events`], but the snapshots are left to be read later,
+/// one application at a time.
+pub(crate) fn load_deferred<S, M, P>(
+    root: &Path,
+    quarantine: bool,
+    make_sink: M,
+    push: P,
+) -> Result<(Deferred, S, Vec<Rejected>), IngestError>
+where
+    S: Send,
+    M: FnOnce(&Preamble<'_>) -> S,
+    P: Fn(&mut S, Event) + Sync,
+{
+    load_streaming(root, quarantine, make_sink, push, true)
+}
+
+fn load_streaming<S, M, P>(
+    root: &Path,
+    quarantine: bool,
+    make_sink: M,
+    push: P,
+    defer_snapshots: bool,
+) -> Result<(Deferred, S, Vec<Rejected>), IngestError>
+where
+    S: Send,
+    M: FnOnce(&Preamble<'_>) -> S,
+    P: Fn(&mut S, Event) + Sync,
+{
     let manifest = collection::read_manifest(root)?;
     let named = collection::discover(root, &manifest)?;
     let mut sink = make_sink(&Preamble {
@@ -100,7 +170,7 @@ where
     let logs = manifest.sync_logs.clone();
     let applications = manifest.applications.clone();
     let (loaded, events) = rayon::join(
-        || load_records(root, manifest),
+        || load_records(root, manifest, defer_snapshots),
         || {
             let r = read_logs(root, &logs, &applications, quarantine, &mut |e| {
                 push(&mut sink, e)
@@ -109,22 +179,31 @@ where
         },
     );
     // Input errors of the records come first, as `load` would report them.
-    let (mut collection, mut known) = loaded?;
+    let (collection, mut known, specs) = loaded?;
     let (sink, rejected, log_digests) = events?;
     known.extend(log_digests);
-    collection.inputs = collection::hash_inputs(root, named, &known)?;
-    Ok((collection, sink, rejected))
+    Ok((
+        Deferred {
+            collection,
+            specs,
+            named,
+            known,
+        },
+        sink,
+        rejected,
+    ))
 }
 
 /// One snapshot, or the problems of its files.
-type SnapshotOutcome = Result<Snapshot, Vec<(String, Problems)>>;
+pub(crate) type SnapshotOutcome = Result<Snapshot, Vec<(String, Problems)>>;
 
 /// Parses the desired state and the snapshots. The returned collection has no
 /// `inputs` yet; the files read are returned with their digests.
 fn load_records(
     root: &Path,
-    manifest: collection::Manifest,
-) -> Result<(Collection, Known), IngestError> {
+    mut manifest: collection::Manifest,
+    defer_snapshots: bool,
+) -> Result<(Collection, Known, Vec<collection::SnapshotSpec>), IngestError> {
     let app_ids: BTreeSet<String> = manifest.applications.iter().map(|a| a.id.clone()).collect();
     let mut errors = Vec::new();
     let mut known = Known::new();
@@ -142,40 +221,21 @@ fn load_records(
     // snapshots are read.
     drop(desired_text);
 
+    if defer_snapshots {
+        error::combine(errors)?;
+        let specs = std::mem::take(&mut manifest.snapshots);
+        return Ok((
+            collection_of(root, manifest, desired, Vec::new()),
+            known,
+            specs,
+        ));
+    }
     // Snapshots are independent of each other: read them in parallel, keep
     // them (and their errors) in manifest order.
     let parsed: Vec<Result<(SnapshotOutcome, Known), IngestError>> = manifest
         .snapshots
         .par_iter()
-        .map(|spec| {
-            let mut files = Vec::new();
-            let mut digests = Known::new();
-            for f in &spec.files {
-                let (text, digest) = read_text(root, f)?;
-                digests.insert(f.clone(), digest);
-                files.push((f.clone(), text));
-            }
-            let parsed = match &spec.format {
-                collection::SnapshotFormat::Scim => {
-                    scim::parse(&files).map(|s| (s.accounts, s.groups))
-                }
-                collection::SnapshotFormat::Csv(cols) => {
-                    csv_export::parse(&files, cols).map(|s| (s.accounts, s.groups))
-                }
-            };
-            let outcome = parsed.map(|(accounts, groups)| Snapshot {
-                application: spec.application.clone(),
-                taken_at: spec.taken_at,
-                format: match spec.format {
-                    collection::SnapshotFormat::Scim => "scim".to_owned(),
-                    collection::SnapshotFormat::Csv(_) => "csv".to_owned(),
-                },
-                files: spec.files.clone(),
-                accounts,
-                groups,
-            });
-            Ok((outcome, digests))
-        })
+        .map(|spec| read_snapshot(root, spec))
         .collect();
     let mut snapshots = Vec::new();
     for p in parsed {
@@ -183,15 +243,24 @@ fn load_records(
         known.extend(digests);
         match outcome {
             Ok(s) => snapshots.push(s),
-            Err(failures) => {
-                for (file, p) in failures {
-                    push_problems(&mut errors, &file, p);
-                }
-            }
+            Err(failures) => snapshot_problems(&mut errors, failures),
         }
     }
     error::combine(errors)?;
-    let collection = Collection {
+    Ok((
+        collection_of(root, manifest, desired, snapshots),
+        known,
+        Vec::new(),
+    ))
+}
+
+fn collection_of(
+    root: &Path,
+    manifest: collection::Manifest,
+    desired: desired::Desired,
+    snapshots: Vec<Snapshot>,
+) -> Collection {
+    Collection {
         root: root.to_path_buf(),
         name: manifest.name,
         collected_at: manifest.collected_at,
@@ -202,8 +271,47 @@ fn load_records(
         sync_logs: manifest.sync_logs,
         exceptions: manifest.exceptions,
         inputs: Vec::new(),
+    }
+}
+
+/// Reads and parses one application's snapshot; returns it (or the problems
+/// of its files) with the size and digest of every file read.
+pub(crate) fn read_snapshot(
+    root: &Path,
+    spec: &collection::SnapshotSpec,
+) -> Result<(SnapshotOutcome, Known), IngestError> {
+    let mut files = Vec::new();
+    let mut digests = Known::new();
+    for f in &spec.files {
+        let (text, digest) = read_text(root, f)?;
+        digests.insert(f.clone(), digest);
+        files.push((f.clone(), text));
+    }
+    let parsed = match &spec.format {
+        collection::SnapshotFormat::Scim => scim::parse(&files).map(|s| (s.accounts, s.groups)),
+        collection::SnapshotFormat::Csv(cols) => {
+            csv_export::parse(&files, cols).map(|s| (s.accounts, s.groups))
+        }
     };
-    Ok((collection, known))
+    let outcome = parsed.map(|(accounts, groups)| Snapshot {
+        application: spec.application.clone(),
+        taken_at: spec.taken_at,
+        format: match spec.format {
+            collection::SnapshotFormat::Scim => "scim".to_owned(),
+            collection::SnapshotFormat::Csv(_) => "csv".to_owned(),
+        },
+        files: spec.files.clone(),
+        accounts,
+        groups,
+    });
+    Ok((outcome, digests))
+}
+
+/// Adds the problems of a snapshot's files to `errors`.
+pub(crate) fn snapshot_problems(errors: &mut Vec<IngestError>, failures: Vec<(String, Problems)>) {
+    for (file, p) in failures {
+        push_problems(errors, &file, p);
+    }
 }
 
 fn push_problems(errors: &mut Vec<IngestError>, file: &str, p: Problems) {

@@ -57,6 +57,11 @@ pub enum EvaluateError {
         /// Cedar's message.
         message: String,
     },
+    /// An input could not be read while its application was reconciled
+    /// (see [`reconcile_and_evaluate`]).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
     /// A policy raised an error for a subject; fail closed rather than treat
     /// the subject as compliant.
     #[error(
@@ -192,26 +197,10 @@ pub fn evaluate(
     pack: &CompiledPack,
     options: EvaluateOptions<'_>,
 ) -> Result<Evaluation, EvaluateError> {
-    // Every application's tier must be defined.
-    for a in &r.applications {
-        if !pack.tiers.contains_key(&a.tier) {
-            return Err(EvaluateError::UnknownTier {
-                application: a.id.clone(),
-                tier: a.tier.clone(),
-                known: pack.tiers.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
-        }
-    }
+    check_tiers(r, pack)?;
     let env = Env::new(r, pack, options.keep_subjects)?;
     let parts: Vec<(&str, Partition<'_>)> = partitions(r).into_iter().collect();
-    if let Some(bar) = options.progress {
-        bar.set_length(parts.len() as u64 + 1);
-    }
-    let tick = || {
-        if let Some(bar) = options.progress {
-            bar.inc(1);
-        }
-    };
+    let tick = progress(options, parts.len());
     let mut results: Vec<Result<PartResult, EvaluateError>> = parts
         .par_iter()
         .map(|(app, part)| {
@@ -222,7 +211,100 @@ pub fn evaluate(
         .collect();
     results.push(env.evaluate_connectors());
     tick();
+    merge(results, pack)
+}
 
+/// Reconciles the applications of `prepared` one at a time and evaluates
+/// each as soon as it is reconciled, keeping only its findings, counts, drift
+/// and snapshot figures: its grants, assignment states and accounts are
+/// dropped once decided, so they never accumulate. Gives the same evaluation
+/// as [`evaluate`] on the fully reconciled collection; the reconciled
+/// collection returned has empty `grants`, `assignments` and `accounts`
+/// (their counts are in `snapshots`).
+pub fn reconcile_and_evaluate(
+    prepared: crate::reconcile::Prepared,
+    pack: &CompiledPack,
+    options: EvaluateOptions<'_>,
+) -> Result<(Reconciled, Evaluation), EvaluateError> {
+    let (eval, digests, apps) = {
+        let r = prepared.facts();
+        check_tiers(r, pack)?;
+        let env = Env::new(r, pack, options.keep_subjects)?;
+        let changes = changes_by_app(r);
+        let tick = progress(options, r.applications.len());
+        let no_changes: Vec<&Change> = Vec::new();
+        let (outcomes, digests) = prepared.reconcile_apps(|mut access| {
+            let app = access.snapshot.application.as_str();
+            let part = Partition {
+                changes: changes.get(app).unwrap_or(&no_changes).clone(),
+                grants: access
+                    .grants
+                    .iter()
+                    .filter(|g| g.identity.is_some())
+                    .collect(),
+                assignments: access.assignments.iter().collect(),
+                accounts: access.accounts.iter().collect(),
+                snapshot: Some((&access.snapshot, access.evidence.clone())),
+            };
+            let res = env.evaluate_application(app, &part);
+            drop(part);
+            tick();
+            // Decided: only the drift and the snapshot's figures are kept.
+            access.grants = Vec::new();
+            access.assignments = Vec::new();
+            access.accounts = Vec::new();
+            access.evidence = Vec::new();
+            (res, access)
+        })?;
+        let mut results = Vec::with_capacity(outcomes.len() + 1);
+        let mut apps = Vec::with_capacity(outcomes.len());
+        for (res, access) in outcomes {
+            results.push(res);
+            apps.push(access);
+        }
+        results.push(env.evaluate_connectors());
+        tick();
+        (merge(results, pack)?, digests, apps)
+    };
+    let reconciled = prepared.finish(digests, apps)?;
+    Ok((reconciled, eval))
+}
+
+/// Every application's tier must be defined.
+fn check_tiers(r: &Reconciled, pack: &CompiledPack) -> Result<(), EvaluateError> {
+    for a in &r.applications {
+        if !pack.tiers.contains_key(&a.tier) {
+            return Err(EvaluateError::UnknownTier {
+                application: a.id.clone(),
+                tier: a.tier.clone(),
+                known: pack.tiers.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sets the bar's length to the partitions (and the connectors), and
+/// returns what advances it by one.
+fn progress(options: EvaluateOptions<'_>, partitions: usize) -> impl Fn() + Sync + '_ {
+    if let Some(bar) = options.progress {
+        bar.set_length(partitions as u64 + 1);
+    }
+    move || {
+        if let Some(bar) = options.progress {
+            bar.inc(1);
+        }
+    }
+}
+
+/// Merges the partitions' results into the evaluation: counts summed,
+/// findings and subjects sorted by total orders (so the result does not
+/// depend on which thread decided what), and the first evaluation error (in
+/// a total order) reported if there was any.
+fn merge(
+    results: Vec<Result<PartResult, EvaluateError>>,
+    pack: &CompiledPack,
+) -> Result<Evaluation, EvaluateError> {
     let mut out = Evaluation::default();
     let mut errors: Vec<(String, String, String)> = Vec::new();
     let mut failed: BTreeMap<String, u64> = BTreeMap::new();
@@ -298,9 +380,9 @@ fn partitions(r: &Reconciled) -> BTreeMap<&str, Partition<'_>> {
     for a in &r.applications {
         parts.insert(a.id.as_str(), Partition::default());
     }
-    for c in &r.changes {
-        if let Some(p) = parts.get_mut(c.application.as_str()) {
-            p.changes.push(c);
+    for (app, changes) in changes_by_app(r) {
+        if let Some(p) = parts.get_mut(app) {
+            p.changes = changes;
         }
     }
     for g in r.grants.iter().filter(|g| g.identity.is_some()) {
@@ -320,10 +402,31 @@ fn partitions(r: &Reconciled) -> BTreeMap<&str, Partition<'_>> {
     }
     for s in &r.snapshots {
         if let Some(p) = parts.get_mut(s.application.as_str()) {
-            p.snapshot = Some(s);
+            // The snapshot's files, as whole-file evidence.
+            let evidence = r
+                .inputs
+                .iter()
+                .filter(|i| s.files.contains(&i.path))
+                .map(|i| SourceRef {
+                    file: i.path.as_str().into(),
+                    line: 0,
+                    sha256: crate::ingest::digest::Sha256Digest::from_hex(&i.sha256)
+                        .unwrap_or_default(),
+                })
+                .collect();
+            p.snapshot = Some((s, evidence));
         }
     }
     parts
+}
+
+/// The changes of each application, in the order of `r.changes`.
+fn changes_by_app(r: &Reconciled) -> FastMap<&str, Vec<&Change>> {
+    let mut out: FastMap<&str, Vec<&Change>> = FastMap::default();
+    for c in &r.changes {
+        out.entry(c.application.as_str()).or_default().push(c);
+    }
+    out
 }
 
 #[derive(Default)]
@@ -332,7 +435,8 @@ struct Partition<'a> {
     grants: Vec<&'a Grant>,
     assignments: Vec<&'a AssignmentState>,
     accounts: Vec<&'a AccountState>,
-    snapshot: Option<&'a SnapshotFreshness>,
+    /// The snapshot, and its files as evidence.
+    snapshot: Option<(&'a SnapshotFreshness, Vec<SourceRef>)>,
 }
 
 #[derive(Default)]
@@ -619,7 +723,7 @@ impl Env<'_> {
             entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
             reqs.push(account_req(t, a, &app_uid, tier));
         }
-        if let Some(s) = part.snapshot {
+        if let Some((s, evidence)) = &part.snapshot {
             let snap_uid = t.uid(&t.snapshot, app);
             entities.push(
                 Entity::new(
@@ -640,24 +744,12 @@ impl Env<'_> {
                 )
                 .map_err(|e| cedar_err("snapshot entity", e))?,
             );
-            let evidence = self
-                .r
-                .inputs
-                .iter()
-                .filter(|i| s.files.contains(&i.path))
-                .map(|i| SourceRef {
-                    file: i.path.as_str().into(),
-                    line: 0,
-                    sha256: crate::ingest::digest::Sha256Digest::from_hex(&i.sha256)
-                        .unwrap_or_default(),
-                })
-                .collect();
             reqs.push(Req {
                 kind: SubjectKind::Snapshot,
                 principal: app_uid.clone(),
                 resource: snap_uid,
                 context: vec![("age_ms", Val::Long(s.age.as_millis()))],
-                src: Src::Snapshot(s, evidence),
+                src: Src::Snapshot(s, evidence.clone()),
                 tier,
             });
         }

@@ -13,6 +13,8 @@ pub mod slice;
 #[cfg(test)]
 mod tests;
 
-pub use evaluate::{cedar_floor, evaluate, CedarFloor, EvaluateError, EvaluateOptions};
+pub use evaluate::{
+    cedar_floor, evaluate, reconcile_and_evaluate, CedarFloor, EvaluateError, EvaluateOptions,
+};
 pub use findings::{Evaluation, Finding, Severity, Subject, SubjectKind};
 pub use pack::{CompiledPack, PolicyError, PolicyPack};

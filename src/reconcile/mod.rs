@@ -32,21 +32,41 @@ pub struct Options {
 /// Reads the collection's sync logs and reconciles everything at `--as-of`.
 /// The collection is consumed as it is reconciled (each snapshot is dropped
 /// once its application is done).
-pub fn run(collection: Collection, options: &Options) -> Result<Reconciled, IngestError> {
+pub fn run(mut collection: Collection, options: &Options) -> Result<Reconciled, IngestError> {
     let as_of = options.as_of.unwrap_or(collection.collected_at);
     let mut lifecycles =
         lifecycle::Lifecycles::new(as_of, app_connectors(&collection.applications));
     let rejected = collection.read_events(options.quarantine, &mut |e| lifecycles.push(e))?;
-    Ok(complete(collection, lifecycles, rejected, as_of))
+    let snapshots = std::mem::take(&mut collection.snapshots);
+    let known = collection
+        .inputs
+        .iter()
+        .map(|i| (i.path.clone(), (i.size, i.sha256.clone())))
+        .collect();
+    let source = Source::Parsed {
+        slots: snapshots
+            .into_iter()
+            .map(|s| std::sync::Mutex::new(Some(s)))
+            .collect(),
+        known,
+    };
+    Prepared::new(collection, source, lifecycles, rejected, as_of).collect()
 }
 
 /// Loads the collection at `root` and reconciles it, reading the sync logs
-/// on one core while the desired state and snapshots are parsed on the other.
-/// The result is the same as [`crate::ingest::load`] followed by [`run`];
-/// the collection is consumed as it is reconciled (each snapshot is dropped
-/// once its application is done), so it is not held twice.
+/// on one core while the desired state is parsed on the other; snapshots are
+/// then read and reconciled one application at a time. The result is the
+/// same as [`crate::ingest::load`] followed by [`run`].
 pub fn load_and_run(root: &std::path::Path, options: &Options) -> Result<Reconciled, IngestError> {
-    let (collection, (lifecycles, as_of), rejected) = crate::ingest::load_with_events(
+    prepare(root, options)?.collect()
+}
+
+/// Loads the collection at `root` and folds its sync logs (on one core,
+/// while the desired state is parsed on the other), ready for its
+/// applications to be reconciled one at a time with
+/// [`Prepared::reconcile_apps`]. Snapshots are not read yet.
+pub fn prepare(root: &std::path::Path, options: &Options) -> Result<Prepared, IngestError> {
+    let (deferred, (lifecycles, as_of), rejected) = crate::ingest::load_deferred(
         root,
         options.quarantine,
         |pre| {
@@ -58,7 +78,30 @@ pub fn load_and_run(root: &std::path::Path, options: &Options) -> Result<Reconci
         },
         |(lifecycles, _), event| lifecycles.push(event),
     )?;
-    Ok(complete(collection, lifecycles, rejected, as_of))
+    let mut deferred = deferred;
+    let collection = std::mem::replace(&mut deferred.collection, empty_collection(root));
+    Ok(Prepared::new(
+        collection,
+        Source::Deferred(Box::new(deferred)),
+        lifecycles,
+        rejected,
+        as_of,
+    ))
+}
+
+fn empty_collection(root: &std::path::Path) -> Collection {
+    Collection {
+        root: root.to_path_buf(),
+        name: String::new(),
+        collected_at: Timestamp::default(),
+        applications: Vec::new(),
+        identities: Vec::new(),
+        assignments: Vec::new(),
+        snapshots: Vec::new(),
+        sync_logs: Vec::new(),
+        exceptions: None,
+        inputs: Vec::new(),
+    }
 }
 
 fn app_connectors(apps: &[crate::ingest::model::Application]) -> HashMap<String, String> {
@@ -67,118 +110,320 @@ fn app_connectors(apps: &[crate::ingest::model::Application]) -> HashMap<String,
         .collect()
 }
 
-/// Everything after the events are folded.
-fn complete(
-    collection: Collection,
-    lifecycles: lifecycle::Lifecycles,
-    rejected: Vec<crate::ingest::Rejected>,
-    as_of: Timestamp,
-) -> Reconciled {
-    let (changes, connector_acc, events, anomalies) = lifecycles.finish();
-    let Collection {
-        name,
-        collected_at,
-        applications,
-        identities,
-        assignments: desired,
-        snapshots: observed,
-        inputs,
-        ..
-    } = collection;
+/// Where the snapshots come from.
+enum Source {
+    /// Parsed already; each is taken out once, by the worker that reconciles
+    /// its application.
+    Parsed {
+        slots: Vec<std::sync::Mutex<Option<crate::ingest::model::Snapshot>>>,
+        known: Known,
+    },
+    /// Read from disk as each application is reconciled.
+    Deferred(Box<crate::ingest::Deferred>),
+}
 
-    let by_id: crate::FastMap<&str, &crate::ingest::model::Identity> =
-        identities.iter().map(|i| (i.id.as_str(), i)).collect();
-    let index = access::ChangeIndex::new(&changes);
-    let account_index = access::AccountIndex::new(&identities);
-    let mut by_app: BTreeMap<&str, Vec<&crate::ingest::model::Assignment>> = BTreeMap::new();
-    for a in &desired {
-        by_app.entry(a.application.as_str()).or_default().push(a);
-    }
-    // Each application's snapshot is reconciled on its own, in parallel, and
-    // dropped as soon as it is done; each result is sorted there, then the
-    // results are concatenated in application order.
-    let mut results: Vec<(access::AccessResult, SnapshotFreshness)> = observed
-        .into_par_iter()
-        .map(|snapshot| {
-            let app_assignments = by_app
-                .get(snapshot.application.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let mut r = access::reconcile_snapshot(
-                &snapshot,
-                &by_id,
-                &account_index,
-                app_assignments,
-                &index,
+type Known = HashMap<String, (u64, String)>;
+
+/// The sizes and digests of the snapshot files read while reconciling.
+#[derive(Debug, Default)]
+pub struct SnapshotDigests(Known);
+
+/// One application's reconciled access: the per-application part of
+/// [`Reconciled`], each list sorted.
+#[derive(Debug)]
+pub struct AppAccess {
+    /// Effective grants, sorted by (account, entitlement).
+    pub grants: Vec<model::Grant>,
+    /// Desired assignments' states, sorted by (identity, entitlement).
+    pub assignments: Vec<model::AssignmentState>,
+    /// Accounts, sorted by name.
+    pub accounts: Vec<model::AccountState>,
+    /// Drift records (unsorted).
+    pub drift: Vec<model::Drift>,
+    /// The snapshot's age and size.
+    pub snapshot: SnapshotFreshness,
+    /// The snapshot's files as evidence (whole files: line 0), by path.
+    pub evidence: Vec<crate::ingest::model::SourceRef>,
+}
+
+/// A collection whose sync logs are folded into change lifecycles and whose
+/// connector health is known: everything but the per-application results.
+/// [`Prepared::reconcile_apps`] reconciles the applications one at a time
+/// (in parallel), reading each snapshot only then, so a caller that keeps
+/// only what it needs of each application never holds them all.
+pub struct Prepared {
+    facts: Reconciled,
+    desired: Vec<crate::ingest::model::Assignment>,
+    source: Source,
+}
+
+impl Prepared {
+    fn new(
+        collection: Collection,
+        source: Source,
+        lifecycles: lifecycle::Lifecycles,
+        rejected: Vec<crate::ingest::Rejected>,
+        as_of: Timestamp,
+    ) -> Self {
+        let (changes, connector_acc, events, anomalies) = lifecycles.finish();
+        let Collection {
+            name,
+            collected_at,
+            applications,
+            identities,
+            assignments: desired,
+            inputs,
+            ..
+        } = collection;
+        let connectors = connector_health(&applications, &changes, connector_acc, as_of);
+        Prepared {
+            facts: Reconciled {
                 as_of,
-            );
-            r.grants.sort_by(|a, b| grant_key(a).cmp(&grant_key(b)));
-            r.assignments
-                .sort_by(|a, b| assignment_key(a).cmp(&assignment_key(b)));
-            r.accounts
-                .sort_by(|a, b| account_key(a).cmp(&account_key(b)));
-            let freshness = SnapshotFreshness {
-                age: Span::between(&snapshot.taken_at, &as_of),
-                accounts: snapshot.accounts.len(),
-                groups: snapshot.groups.len(),
-                application: snapshot.application,
-                format: snapshot.format,
-                taken_at: snapshot.taken_at,
-                files: snapshot.files,
-            };
-            (r, freshness)
-        })
-        .collect();
-    results.sort_by(|a, b| a.1.application.cmp(&b.1.application));
-    // The desired assignments and the lookups are done with: free them
-    // before the results are gathered, and gather into vectors of the exact
-    // size (growing by doubling would hold two copies at the peak).
-    drop((by_id, account_index, by_app, index));
-    drop(desired);
-    let total = |f: fn(&access::AccessResult) -> usize| results.iter().map(|(r, _)| f(r)).sum();
-    let mut grants = Vec::with_capacity(total(|r| r.grants.len()));
-    let mut assignments = Vec::with_capacity(total(|r| r.assignments.len()));
-    let mut accounts = Vec::with_capacity(total(|r| r.accounts.len()));
-    let mut drift = Vec::with_capacity(total(|r| r.drift.len()));
-    let mut snapshots = Vec::with_capacity(results.len());
-    for (r, freshness) in results {
-        grants.extend(r.grants);
-        assignments.extend(r.assignments);
-        accounts.extend(r.accounts);
-        drift.extend(r.drift);
-        snapshots.push(freshness);
+                collection: name,
+                collected_at,
+                inputs,
+                applications,
+                identities,
+                events,
+                changes,
+                grants: Vec::new(),
+                assignments: Vec::new(),
+                accounts: Vec::new(),
+                drift: Vec::new(),
+                connectors,
+                snapshots: Vec::new(),
+                anomalies,
+                rejected,
+            },
+            desired,
+            source,
+        }
     }
-    // Every key starts with the application, so the concatenation is sorted
-    // already; sorting again only if an application had two snapshots.
-    if !grants.is_sorted_by(|a, b| grant_key(a) <= grant_key(b)) {
-        grants.sort_by(|a, b| grant_key(a).cmp(&grant_key(b)));
-    }
-    if !assignments.is_sorted_by(|a, b| assignment_key(a) <= assignment_key(b)) {
-        assignments.sort_by(|a, b| assignment_key(a).cmp(&assignment_key(b)));
-    }
-    if !accounts.is_sorted_by(|a, b| account_key(a) <= account_key(b)) {
-        accounts.sort_by(|a, b| account_key(a).cmp(&account_key(b)));
-    }
-    drift.sort_by(|a, b| {
-        (
-            a.class,
-            &a.application,
-            &a.identity,
-            &a.account,
-            &a.entitlement,
-        )
-            .cmp(&(
-                b.class,
-                &b.application,
-                &b.identity,
-                &b.account,
-                &b.entitlement,
-            ))
-    });
 
+    /// Everything reconciled so far: the changes, connector health, events,
+    /// identities and applications. Its per-application lists (grants,
+    /// assignments, accounts, drift, snapshots) are empty, and for a
+    /// collection read with [`prepare`] so are its `inputs` until
+    /// [`Prepared::finish`].
+    pub fn facts(&self) -> &Reconciled {
+        &self.facts
+    }
+
+    /// Reconciles every application (in parallel), reading its snapshot
+    /// and dropping it once `visit` has seen the result. Returns what
+    /// `visit` returned, in application order, and the snapshot digests for
+    /// [`Prepared::finish`]. Invalid snapshots are reported together, in
+    /// application order, as loading the collection would.
+    pub fn reconcile_apps<T, F>(&self, visit: F) -> Result<(Vec<T>, SnapshotDigests), IngestError>
+    where
+        T: Send,
+        F: Fn(AppAccess) -> T + Sync,
+    {
+        let f = &self.facts;
+        let by_id: crate::FastMap<&str, &crate::ingest::model::Identity> =
+            f.identities.iter().map(|i| (i.id.as_str(), i)).collect();
+        let index = access::ChangeIndex::new(&f.changes);
+        let account_index = access::AccountIndex::new(&f.identities);
+        let mut by_app: crate::FastMap<&str, Vec<&crate::ingest::model::Assignment>> =
+            crate::FastMap::default();
+        for a in &self.desired {
+            by_app.entry(a.application.as_str()).or_default().push(a);
+        }
+        let count = match &self.source {
+            Source::Parsed { slots, .. } => slots.len(),
+            Source::Deferred(d) => d.specs.len(),
+        };
+        type Outcome<T> = Result<(T, Known), Vec<(String, crate::ingest::error::Problems)>>;
+        let outcomes: Vec<Result<Outcome<T>, IngestError>> = (0..count)
+            .into_par_iter()
+            .map(|i| {
+                let (snapshot, digests) = match &self.source {
+                    Source::Parsed { slots, .. } => {
+                        let taken = slots[i].lock().map(|mut s| s.take()).ok().flatten();
+                        let Some(s) = taken else {
+                            unreachable!("each snapshot is reconciled once")
+                        };
+                        (s, Known::new())
+                    }
+                    Source::Deferred(d) => match d.read_snapshot(&d.specs[i])? {
+                        (Ok(s), digests) => (s, digests),
+                        (Err(problems), _) => return Ok(Err(problems)),
+                    },
+                };
+                let known = match &self.source {
+                    Source::Parsed { known, .. } => known,
+                    Source::Deferred(_) => &digests,
+                };
+                let mut evidence: Vec<crate::ingest::model::SourceRef> = snapshot
+                    .files
+                    .iter()
+                    .filter_map(|file| {
+                        known
+                            .get(file)
+                            .map(|(_, hex)| crate::ingest::model::SourceRef {
+                                file: file.as_str().into(),
+                                line: 0,
+                                sha256: crate::ingest::digest::Sha256Digest::from_hex(hex)
+                                    .unwrap_or_default(),
+                            })
+                    })
+                    .collect();
+                evidence.sort();
+                evidence.dedup();
+                let app_assignments = by_app
+                    .get(snapshot.application.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let mut r = access::reconcile_snapshot(
+                    &snapshot,
+                    &by_id,
+                    &account_index,
+                    app_assignments,
+                    &index,
+                    f.as_of,
+                );
+                r.grants.sort_by(|a, b| grant_key(a).cmp(&grant_key(b)));
+                r.assignments
+                    .sort_by(|a, b| assignment_key(a).cmp(&assignment_key(b)));
+                r.accounts
+                    .sort_by(|a, b| account_key(a).cmp(&account_key(b)));
+                let freshness = SnapshotFreshness {
+                    age: Span::between(&snapshot.taken_at, &f.as_of),
+                    accounts: snapshot.accounts.len(),
+                    groups: snapshot.groups.len(),
+                    grants: r.grants.len(),
+                    application: snapshot.application,
+                    format: snapshot.format,
+                    taken_at: snapshot.taken_at,
+                    files: snapshot.files,
+                };
+                let access = AppAccess {
+                    grants: r.grants,
+                    assignments: r.assignments,
+                    accounts: r.accounts,
+                    drift: r.drift,
+                    snapshot: freshness,
+                    evidence,
+                };
+                Ok(Ok((visit(access), digests)))
+            })
+            .collect();
+        let mut results = Vec::with_capacity(count);
+        let mut known = Known::new();
+        let mut errors = Vec::new();
+        for outcome in outcomes {
+            match outcome? {
+                Ok((t, digests)) => {
+                    results.push(t);
+                    known.extend(digests);
+                }
+                Err(problems) => crate::ingest::snapshot_problems(&mut errors, problems),
+            }
+        }
+        crate::ingest::error::combine(errors)?;
+        Ok((results, SnapshotDigests(known)))
+    }
+
+    /// The reconciled collection: the facts, with `apps` (what
+    /// [`Prepared::reconcile_apps`] gave, in application order, holding as
+    /// much of each application as the caller kept) gathered in, drift
+    /// sorted, and every input's digest.
+    pub fn finish(
+        self,
+        digests: SnapshotDigests,
+        apps: Vec<AppAccess>,
+    ) -> Result<Reconciled, IngestError> {
+        let Prepared {
+            mut facts,
+            desired,
+            source,
+        } = self;
+        // The desired assignments are done with: free them before the
+        // results are gathered.
+        drop(desired);
+        if let Source::Deferred(mut d) = source {
+            d.extend_known(digests.0);
+            facts.inputs = d.inputs()?;
+        }
+        // Gathered into vectors of the exact size (growing by doubling would
+        // hold two copies at the peak).
+        let total = |f: fn(&AppAccess) -> usize| apps.iter().map(f).sum();
+        facts.grants = Vec::with_capacity(total(|r| r.grants.len()));
+        facts.assignments = Vec::with_capacity(total(|r| r.assignments.len()));
+        facts.accounts = Vec::with_capacity(total(|r| r.accounts.len()));
+        facts.drift = Vec::with_capacity(total(|r| r.drift.len()));
+        facts.snapshots = Vec::with_capacity(apps.len());
+        for r in apps {
+            facts.grants.extend(r.grants);
+            facts.assignments.extend(r.assignments);
+            facts.accounts.extend(r.accounts);
+            facts.drift.extend(r.drift);
+            facts.snapshots.push(r.snapshot);
+        }
+        // Every key starts with the application and applications come in
+        // order, so the concatenations are sorted already; sorted again only
+        // should an application have had two snapshots.
+        if !facts
+            .grants
+            .is_sorted_by(|a, b| grant_key(a) <= grant_key(b))
+        {
+            facts.grants.sort_by(|a, b| grant_key(a).cmp(&grant_key(b)));
+        }
+        if !facts
+            .assignments
+            .is_sorted_by(|a, b| assignment_key(a) <= assignment_key(b))
+        {
+            facts
+                .assignments
+                .sort_by(|a, b| assignment_key(a).cmp(&assignment_key(b)));
+        }
+        if !facts
+            .accounts
+            .is_sorted_by(|a, b| account_key(a) <= account_key(b))
+        {
+            facts
+                .accounts
+                .sort_by(|a, b| account_key(a).cmp(&account_key(b)));
+        }
+        facts
+            .snapshots
+            .sort_by(|a, b| a.application.cmp(&b.application));
+        facts.drift.sort_by(|a, b| {
+            (
+                a.class,
+                &a.application,
+                &a.identity,
+                &a.account,
+                &a.entitlement,
+            )
+                .cmp(&(
+                    b.class,
+                    &b.application,
+                    &b.identity,
+                    &b.account,
+                    &b.entitlement,
+                ))
+        });
+        Ok(facts)
+    }
+
+    /// Reconciles every application and keeps everything.
+    fn collect(self) -> Result<Reconciled, IngestError> {
+        let (apps, digests) = self.reconcile_apps(|a| a)?;
+        self.finish(digests, apps)
+    }
+}
+
+/// Connector health from the folded events and the changes.
+fn connector_health(
+    applications: &[crate::ingest::model::Application],
+    changes: &[model::Change],
+    connector_acc: BTreeMap<String, lifecycle::ConnectorAcc>,
+    as_of: Timestamp,
+) -> Vec<ConnectorHealth> {
     // Unfinished changes per application, counted once.
     let mut open_by_app: HashMap<&str, (u64, u64)> = HashMap::new();
-    for c in &changes {
+    for c in changes {
         let e = open_by_app.entry(c.application.as_str()).or_default();
         match c.status {
             ChangeStatus::Pending => e.0 += 1,
@@ -187,7 +432,7 @@ fn complete(
         }
     }
     let mut apps_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for a in &applications {
+    for a in applications {
         apps_of
             .entry(a.connector.as_str())
             .or_default()
@@ -227,25 +472,7 @@ fn complete(
             id,
         });
     }
-
-    Reconciled {
-        as_of,
-        collection: name,
-        collected_at,
-        inputs,
-        applications,
-        identities,
-        events,
-        changes,
-        grants,
-        assignments,
-        accounts,
-        drift,
-        connectors,
-        snapshots,
-        anomalies,
-        rejected,
-    }
+    connectors
 }
 
 fn grant_key(g: &model::Grant) -> (&str, &str, &str) {

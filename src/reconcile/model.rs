@@ -412,6 +412,10 @@ pub struct SnapshotFreshness {
     pub accounts: usize,
     /// Groups in it.
     pub groups: usize,
+    /// Effective grants reconciled from it (a figure for the reports; not
+    /// part of the serialised record).
+    #[serde(skip)]
+    pub grants: usize,
 }
 
 /// The kinds of anomaly.

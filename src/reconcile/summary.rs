@@ -148,14 +148,12 @@ pub fn summarise(r: &Reconciled) -> Summary {
             *a.drift.entry(d.class.as_str().to_owned()).or_default() += 1;
         }
     }
-    for acct in &r.accounts {
-        if let Some(a) = s.applications.get_mut(&acct.application) {
-            a.accounts += 1;
-        }
-    }
-    for g in &r.grants {
-        if let Some(a) = s.applications.get_mut(&g.application) {
-            a.grants += 1;
+    // Counted when each snapshot was reconciled: the grant and account lists
+    // themselves need not be held to summarise them.
+    for snap in &r.snapshots {
+        if let Some(a) = s.applications.get_mut(&snap.application) {
+            a.accounts += snap.accounts;
+            a.grants += snap.grants;
         }
     }
     s

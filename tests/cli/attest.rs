@@ -12,7 +12,9 @@ use predicates::prelude::*;
 use serde_json::Value;
 use walkdir::WalkDir;
 
-use super::support::{repo, samples, samples_copy, sha256_hex, syncproof};
+use super::support::{
+    assert_names, refusal_of, replace_in_line, repo, samples, samples_copy, sha256_hex, syncproof,
+};
 use super::verify::key_fixture;
 
 const AS_OF: &str = "2026-11-20T12:00:00Z";
@@ -224,6 +226,50 @@ fn two_runs_with_the_same_key_and_as_of_are_byte_identical() {
     for (name, bytes) in &ta {
         assert!(tb[name] == *bytes, "{name} differs between runs");
     }
+}
+
+#[test]
+fn broken_snapshots_are_all_named_and_leave_no_pack() {
+    // Snapshots are read one application at a time, after the logs: a bad
+    // one must still stop the run before anything is written, and every bad
+    // snapshot is reported, in application order.
+    let (d, c) = samples_copy();
+    replace_in_line(
+        &c.join("snapshots/legacy-hr/access-export-2026-10-15.csv"),
+        3,
+        ",true,",
+        ",maybe,",
+    );
+    fs::write(
+        c.join("snapshots/payments-db/users.json"),
+        "{\"Resources\": [",
+    )
+    .unwrap();
+    let key = private_key(d.path());
+    let out_parent = d.path().join("out");
+    fs::create_dir(&out_parent).unwrap();
+    let pack = out_parent.join("pack");
+    let stderr = refusal_of(&mut attest(&c, &pack, &key));
+    assert_names(
+        &stderr,
+        &[
+            "snapshots/legacy-hr/access-export-2026-10-15.csv",
+            "line 3",
+            "maybe",
+            "snapshots/payments-db/users.json",
+        ],
+    );
+    let legacy = stderr.find("legacy-hr").unwrap();
+    let payments = stderr.find("payments-db/users.json").unwrap();
+    assert!(legacy < payments, "{stderr}");
+    assert!(
+        entries(&out_parent).is_empty(),
+        "{:?}",
+        entries(&out_parent)
+    );
+    // `check` refuses it the same way.
+    let check = refusal_of(syncproof(["check"]).arg(&c));
+    assert_names(&check, &["access-export-2026-10-15.csv", "users.json"]);
 }
 
 #[test]
