@@ -350,7 +350,7 @@ impl Collection {
     pub fn read_events(
         &self,
         quarantine: bool,
-        sink: &mut dyn FnMut(Event),
+        sink: &mut (dyn FnMut(Event) + Send),
     ) -> Result<Vec<Rejected>, IngestError> {
         read_logs(
             &self.root,
@@ -370,7 +370,7 @@ fn read_logs(
     logs: &[String],
     applications: &[Application],
     quarantine: bool,
-    sink: &mut dyn FnMut(Event),
+    sink: &mut (dyn FnMut(Event) + Send),
 ) -> Result<(Vec<Rejected>, Known), IngestError> {
     let app_ids: BTreeSet<String> = applications.iter().map(|a| a.id.clone()).collect();
     let connectors: BTreeSet<String> = applications.iter().map(|a| a.connector.clone()).collect();
