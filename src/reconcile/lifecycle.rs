@@ -7,7 +7,9 @@
 //! the same idempotency key is one change. A successful delivery is not a
 //! confirmation: only `change.confirmed` confirms.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
 
 use crate::FastMap;
 
@@ -36,7 +38,7 @@ struct Request {
 
 #[derive(Debug, Default)]
 struct ChangeAcc {
-    request: Option<Request>,
+    request: Option<Box<Request>>,
     redeliveries: u32,
     attempts: Attempts,
     confirmed: Option<(Timestamp, ConfirmMethod, SourceRef)>,
@@ -102,7 +104,7 @@ pub(crate) struct Lifecycles {
     /// Connector activity by connector id.
     pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
     /// Application id → connector id.
-    app_connector: HashMap<String, String>,
+    app_connector: FastMap<String, String>,
     pub(crate) stats: EventStats,
     pub(crate) anomalies: Vec<Anomaly>,
     listed_replays: usize,
@@ -110,7 +112,7 @@ pub(crate) struct Lifecycles {
 
 impl Lifecycles {
     /// A fresh accumulator for `--as-of` and the collection's applications.
-    pub(crate) fn new(as_of: Timestamp, app_connector: HashMap<String, String>) -> Self {
+    pub(crate) fn new(as_of: Timestamp, app_connector: FastMap<String, String>) -> Self {
         let mut connectors = BTreeMap::new();
         for c in app_connector.values() {
             connectors.insert(c.clone(), ConnectorAcc::default());
@@ -243,7 +245,7 @@ impl Lifecycles {
                 };
                 let acc = self.changes.entry(idempotency_key.clone()).or_default();
                 match &mut acc.request {
-                    None => acc.request = Some(request),
+                    None => acc.request = Some(Box::new(request)),
                     Some(first) => {
                         self.stats.redeliveries += 1;
                         acc.redeliveries += 1;
@@ -263,7 +265,7 @@ impl Lifecycles {
                         }
                         // The earliest request defines the change.
                         if request.at < first.at {
-                            *first = request;
+                            **first = request;
                         }
                     }
                 }
@@ -324,6 +326,27 @@ impl Lifecycles {
         }
     }
 
+    /// Events of a change that was never requested: an anomaly.
+    fn orphan(&mut self, key: String, acc: &ChangeAcc) {
+        let mut evidence: Vec<SourceRef> = acc.attempts.values().map(|a| a.3.clone()).collect();
+        evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
+        evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
+        evidence.sort();
+        let what = match (&acc.confirmed, &acc.failed) {
+            (Some(_), _) => "a confirmation",
+            (None, Some(_)) => "a failure",
+            (None, None) => "delivery attempts",
+        };
+        self.anomalies.push(Anomaly {
+            kind: AnomalyKind::OrphanEvent,
+            detail: format!(
+                "the log holds {what} for idempotency key `{key}` but no request: a confirmation with no request proves nothing"
+            ),
+            subject: key,
+            evidence,
+        });
+    }
+
     /// Finishes: one [`Change`] per requested change, sorted by request time
     /// and key; orphan events become anomalies.
     pub(crate) fn finish(
@@ -334,111 +357,92 @@ impl Lifecycles {
         EventStats,
         Vec<Anomaly>,
     ) {
-        let mut changes = Vec::with_capacity(self.changes.len());
-        // Taken in map order: `changes` and `anomalies` are sorted by total
-        // orders below, and the connector sums do not depend on order.
+        // The accumulators are sorted (by request time, then key: the order
+        // of `changes`) before they become changes, so the sort moves
+        // pointers rather than whole records; taken from the map in its
+        // order, which the sort (keys are unique) makes irrelevant.
         let accumulated = std::mem::take(&mut self.changes);
-        for (key, acc) in accumulated {
-            let Some(req) = acc.request else {
-                let mut evidence: Vec<SourceRef> =
-                    acc.attempts.values().map(|a| a.3.clone()).collect();
-                evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
-                evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
-                evidence.sort();
-                let what = match (&acc.confirmed, &acc.failed) {
-                    (Some(_), _) => "a confirmation",
-                    (None, Some(_)) => "a failure",
-                    (None, None) => "delivery attempts",
-                };
-                self.anomalies.push(Anomaly {
-                    kind: AnomalyKind::OrphanEvent,
-                    subject: key.clone(),
-                    detail: format!(
-                        "the log holds {what} for idempotency key `{key}` but no request: a confirmation with no request proves nothing"
-                    ),
-                    evidence,
-                });
-                continue;
-            };
-            // Attempts and outcomes are credited to the application's connector.
-            let conn = self.app_connector.get(&req.application).cloned();
-            // Every event of a change shows its connector was alive then.
-            let times = acc
-                .attempts
-                .values()
-                .map(|a| a.0)
-                .chain(acc.confirmed.as_ref().map(|c| c.0))
-                .chain(acc.failed.as_ref().map(|f| f.0));
-            if let Some(c) = conn.as_ref().and_then(|c| self.connectors.get_mut(c)) {
-                for t in times {
-                    c.last_seen = c.last_seen.max(Some(t));
-                }
-                c.failed_attempts += acc
-                    .attempts
-                    .values()
-                    .filter(|a| a.1 != AttemptOutcome::Success)
-                    .count() as u64;
+        let mut requested: Vec<(String, Box<Request>, Box<ChangeAcc>)> =
+            Vec::with_capacity(accumulated.len());
+        for (key, mut acc) in accumulated {
+            match acc.request.take() {
+                Some(req) => requested.push((key, req, acc)),
+                None => self.orphan(key, &acc),
             }
-            let status = if acc.confirmed.is_some() {
-                ChangeStatus::Confirmed
-            } else if acc.failed.is_some() {
-                ChangeStatus::Failed
-            } else {
-                ChangeStatus::Pending
-            };
-            if let Some((t, _, src)) = &acc.confirmed {
-                if *t < req.at {
-                    self.anomalies.push(Anomaly {
-                        kind: AnomalyKind::ConfirmedBeforeRequested,
-                        subject: key.clone(),
-                        detail: format!(
-                            "confirmed at {} before it was requested at {}; latency counted as zero",
-                            format_timestamp(t),
-                            format_timestamp(&req.at)
-                        ),
-                        evidence: vec![req.source.clone(), src.clone()],
-                    });
-                }
-            }
-            let last = acc.attempts.values().next_back();
-            let mut evidence = vec![req.source.clone()];
-            evidence.extend(acc.attempts.values().map(|a| a.3.clone()));
-            evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
-            evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
-            changes.push(Change {
-                operation: req.operation,
-                identity: req.identity,
-                application: req.application,
-                entitlement: req.entitlement,
-                requester: req.requester,
-                approval: req.approval,
-                ticket: req.ticket,
-                batch: req.batch,
-                requested_at: req.at,
-                status,
-                confirmed_at: acc.confirmed.as_ref().map(|c| c.0),
-                confirm_method: acc.confirmed.as_ref().map(|c| c.1),
-                failed_at: acc.failed.as_ref().map(|f| f.0),
-                failure_reason: acc.failed.as_ref().map(|f| f.1.clone()),
-                latency: acc.confirmed.as_ref().map(|c| Span::between(&req.at, &c.0)),
-                pending_for: if status == ChangeStatus::Confirmed {
-                    None
-                } else {
-                    Some(Span::between(&req.at, &self.as_of))
-                },
-                attempts: acc.attempts.len() as u32,
-                last_outcome: last.map(|a| a.1),
-                last_error: last.and_then(|a| a.2.clone()),
-                redeliveries: acc.redeliveries,
-                evidence,
-                key,
-            });
         }
-        changes.sort_by(|a, b| {
-            a.requested_at
-                .cmp(&b.requested_at)
-                .then_with(|| a.key.cmp(&b.key))
-        });
+        requested.par_sort_unstable_by(|a, b| (a.1.at, &a.0).cmp(&(b.1.at, &b.0)));
+        // What the changes tell about their connectors, and changes
+        // confirmed before they were requested: summed per connector and
+        // collected in parallel (neither depends on the order).
+        let app_connector = &self.app_connector;
+        let (credits, early) = requested
+            .par_iter()
+            .with_min_len(4096)
+            .fold(
+                || (FastMap::<&str, (Option<Timestamp>, u64)>::default(), Vec::new()),
+                |(mut credits, mut early), (key, req, acc)| {
+                    // Attempts and outcomes are credited to the application's
+                    // connector; every event of a change shows it was alive.
+                    if let Some(conn) = app_connector.get(&req.application) {
+                        let seen = acc
+                            .attempts
+                            .values()
+                            .map(|a| a.0)
+                            .chain(acc.confirmed.as_ref().map(|c| c.0))
+                            .chain(acc.failed.as_ref().map(|f| f.0))
+                            .max();
+                        let failed = acc
+                            .attempts
+                            .values()
+                            .filter(|a| a.1 != AttemptOutcome::Success)
+                            .count() as u64;
+                        let e = credits.entry(conn.as_str()).or_default();
+                        e.0 = e.0.max(seen);
+                        e.1 += failed;
+                    }
+                    if let Some((t, _, src)) = &acc.confirmed {
+                        if *t < req.at {
+                            early.push(Anomaly {
+                                kind: AnomalyKind::ConfirmedBeforeRequested,
+                                subject: key.clone(),
+                                detail: format!(
+                                    "confirmed at {} before it was requested at {}; latency counted as zero",
+                                    format_timestamp(t),
+                                    format_timestamp(&req.at)
+                                ),
+                                evidence: vec![req.source.clone(), src.clone()],
+                            });
+                        }
+                    }
+                    (credits, early)
+                },
+            )
+            .reduce(
+                || (FastMap::default(), Vec::new()),
+                |(mut a, mut early_a), (b, early_b)| {
+                    for (conn, (seen, failed)) in b {
+                        let e = a.entry(conn).or_default();
+                        e.0 = e.0.max(seen);
+                        e.1 += failed;
+                    }
+                    early_a.extend(early_b);
+                    (a, early_a)
+                },
+            );
+        for (conn, (seen, failed)) in credits {
+            if let Some(c) = self.connectors.get_mut(conn) {
+                c.last_seen = c.last_seen.max(seen);
+                c.failed_attempts += failed;
+            }
+        }
+        self.anomalies.extend(early);
+        // Each accumulator becomes a change, in parallel and in order.
+        let as_of = self.as_of;
+        let changes: Vec<Change> = requested
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|(key, req, acc)| to_change(key, *req, *acc, as_of))
+            .collect();
         self.anomalies.sort_by(|a, b| {
             (a.kind, a.evidence.first(), &a.subject, &a.detail).cmp(&(
                 b.kind,
@@ -448,5 +452,50 @@ impl Lifecycles {
             ))
         });
         (changes, self.connectors, self.stats, self.anomalies)
+    }
+}
+
+/// A requested change's accumulated events as a [`Change`].
+fn to_change(key: String, req: Request, acc: ChangeAcc, as_of: Timestamp) -> Change {
+    let status = if acc.confirmed.is_some() {
+        ChangeStatus::Confirmed
+    } else if acc.failed.is_some() {
+        ChangeStatus::Failed
+    } else {
+        ChangeStatus::Pending
+    };
+    let last = acc.attempts.values().next_back();
+    let mut evidence = Vec::with_capacity(1 + acc.attempts.len() + 2);
+    evidence.push(req.source);
+    evidence.extend(acc.attempts.values().map(|a| a.3.clone()));
+    evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
+    evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
+    Change {
+        operation: req.operation,
+        identity: req.identity,
+        application: req.application,
+        entitlement: req.entitlement,
+        requester: req.requester,
+        approval: req.approval,
+        ticket: req.ticket,
+        batch: req.batch,
+        requested_at: req.at,
+        status,
+        confirmed_at: acc.confirmed.as_ref().map(|c| c.0),
+        confirm_method: acc.confirmed.as_ref().map(|c| c.1),
+        failed_at: acc.failed.as_ref().map(|f| f.0),
+        failure_reason: acc.failed.as_ref().map(|f| f.1.clone()),
+        latency: acc.confirmed.as_ref().map(|c| Span::between(&req.at, &c.0)),
+        pending_for: if status == ChangeStatus::Confirmed {
+            None
+        } else {
+            Some(Span::between(&req.at, &as_of))
+        },
+        attempts: acc.attempts.len() as u32,
+        last_outcome: last.map(|a| a.1),
+        last_error: last.and_then(|a| a.2.clone()),
+        redeliveries: acc.redeliveries,
+        evidence,
+        key,
     }
 }
