@@ -130,7 +130,7 @@ pub(crate) struct ChangeIndex<'a> {
 
 impl<'a> ChangeIndex<'a> {
     /// Builds the index; `changes` must be sorted by request time.
-    pub(crate) fn new(changes: &'a [Change]) -> Self {
+    pub(crate) fn new(changes: impl IntoIterator<Item = &'a Change>) -> Self {
         let mut by_entitlement: FastMap<(&str, &str, &str), Vec<&Change>> = FastMap::default();
         let mut by_account: FastMap<(&str, &str), Vec<&Change>> = FastMap::default();
         for c in changes {

@@ -104,7 +104,7 @@ fn empty_collection(root: &std::path::Path) -> Collection {
     }
 }
 
-fn app_connectors(apps: &[crate::ingest::model::Application]) -> HashMap<String, String> {
+fn app_connectors(apps: &[crate::ingest::model::Application]) -> crate::FastMap<String, String> {
     apps.iter()
         .map(|a| (a.id.clone(), a.connector.clone()))
         .collect()
@@ -220,15 +220,38 @@ impl Prepared {
         F: Fn(AppAccess) -> T + Sync,
     {
         let f = &self.facts;
-        let by_id: crate::FastMap<&str, &crate::ingest::model::Identity> =
-            f.identities.iter().map(|i| (i.id.as_str(), i)).collect();
-        let index = access::ChangeIndex::new(&f.changes);
-        let account_index = access::AccountIndex::new(&f.identities);
-        let mut by_app: crate::FastMap<&str, Vec<&crate::ingest::model::Assignment>> =
-            crate::FastMap::default();
-        for a in &self.desired {
-            by_app.entry(a.application.as_str()).or_default().push(a);
-        }
+        // The lookups every application shares, built side by side. Changes
+        // are indexed per application, inside its task.
+        type Grouped<'a, T> = crate::FastMap<&'a str, Vec<&'a T>>;
+        let ((by_id, account_index), (changes_by_app, by_app)) = rayon::join(
+            || {
+                rayon::join(
+                    || -> crate::FastMap<&str, &crate::ingest::model::Identity> {
+                        f.identities.iter().map(|i| (i.id.as_str(), i)).collect()
+                    },
+                    || access::AccountIndex::new(&f.identities),
+                )
+            },
+            || {
+                rayon::join(
+                    || {
+                        let mut g: Grouped<'_, model::Change> = Grouped::default();
+                        for c in &f.changes {
+                            g.entry(c.application.as_str()).or_default().push(c);
+                        }
+                        g
+                    },
+                    || {
+                        let mut g: Grouped<'_, crate::ingest::model::Assignment> =
+                            Grouped::default();
+                        for a in &self.desired {
+                            g.entry(a.application.as_str()).or_default().push(a);
+                        }
+                        g
+                    },
+                )
+            },
+        );
         let count = match &self.source {
             Source::Parsed { slots, .. } => slots.len(),
             Source::Deferred(d) => d.specs.len(),
@@ -274,6 +297,13 @@ impl Prepared {
                     .get(snapshot.application.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
+                let index = access::ChangeIndex::new(
+                    changes_by_app
+                        .get(snapshot.application.as_str())
+                        .into_iter()
+                        .flatten()
+                        .copied(),
+                );
                 let mut r = access::reconcile_snapshot(
                     &snapshot,
                     &by_id,
