@@ -361,6 +361,11 @@ impl Lifecycles {
         // of `changes`) before they become changes, so the sort moves
         // pointers rather than whole records; taken from the map in its
         // order, which the sort (keys are unique) makes irrelevant.
+        // Every event is in: the deduplication table (tens of bytes per
+        // distinct event) is done with, and is freed before the changes are
+        // built, when memory peaks.
+        self.seen = FastMap::default();
+        self.first_seen = Vec::new();
         let accumulated = std::mem::take(&mut self.changes);
         let mut requested: Vec<(String, Box<Request>, Box<ChangeAcc>)> =
             Vec::with_capacity(accumulated.len());
