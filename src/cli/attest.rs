@@ -154,7 +154,7 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         },
         &key,
     )?;
-    progress.finish(Some(eval.cedar_time));
+    progress.finish(Some((eval.eval_time, eval.cedar_time)));
     if throwaway {
         let pem = key.public_key().to_pem()?;
         write_public_key(&pub_path, &pem)?;

@@ -104,7 +104,7 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
             &mut out,
         )?,
     }
-    progress.finish(Some(eval.cedar_time));
+    progress.finish(Some((eval.eval_time, eval.cedar_time)));
     stdout
         .write_all(&buffer)
         .and_then(|()| stdout.flush())

@@ -192,14 +192,14 @@ pub(crate) fn assess(
     keep_subjects: bool,
     progress: &mut progress::Progress,
 ) -> miette::Result<Assessed> {
-    progress.phase("reading the collection and folding the sync logs");
+    progress.phase("reading desired state and sync logs");
     check_collection(root)?;
     let prepared = crate::reconcile::prepare(root, &reconcile_options(common))?;
     warn_quarantined(prepared.facts());
     // Each application is reconciled and evaluated in one go, and only its
     // findings, counts and drift are kept (memory follows the largest
     // application, not the collection).
-    let bar = progress.counted_phase("reconciling and evaluating each application");
+    let bar = progress.counted_phase("reconciling and evaluating applications");
     let (reconciled, mut eval) = crate::policy::reconcile_and_evaluate(
         prepared,
         pack,

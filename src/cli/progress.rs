@@ -98,7 +98,7 @@ impl Progress {
     }
 
     /// Clears the spinner and, with `--timings`, prints the phases.
-    pub(crate) fn finish(mut self, cedar: Option<Duration>) {
+    pub(crate) fn finish(mut self, cpu: Option<(Duration, Duration)>) {
         self.end_phase();
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
@@ -115,12 +115,16 @@ impl Progress {
                 mib(*peak)
             ));
         }
-        if let Some(c) = cedar {
-            lines.push(format!(
-                "  {:<40} {:>10.3} s (CPU time summed over threads)",
-                "  of which inside Cedar is_authorized",
-                c.as_secs_f64()
-            ));
+        if let Some((evaluating, cedar)) = cpu {
+            for (label, d) in [
+                ("  evaluating policies", evaluating),
+                ("    of which inside Cedar is_authorized", cedar),
+            ] {
+                lines.push(format!(
+                    "  {label:<40} {:>10.3} s (summed over threads)",
+                    d.as_secs_f64()
+                ));
+            }
         }
         lines.push(format!("  {:<40} {:>10.3} s", "total", total.as_secs_f64()));
         super::note(&lines.join("\n"));

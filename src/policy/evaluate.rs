@@ -319,6 +319,7 @@ fn merge(
         out.findings.extend(part.findings);
         out.evaluated.extend(part.evaluated);
         out.cedar_time += part.cedar_time;
+        out.eval_time += part.eval_time;
         errors.extend(part.errors);
     }
     if !errors.is_empty() {
@@ -449,6 +450,9 @@ struct PartResult {
     evaluated: Vec<(SubjectKind, String)>,
     errors: Vec<(String, String, String)>,
     cedar_time: std::time::Duration,
+    /// Time spent building the partition's entities and requests and
+    /// deciding them (Cedar included).
+    eval_time: std::time::Duration,
 }
 
 struct Env<'a> {
@@ -659,8 +663,12 @@ impl Env<'_> {
         app: &'a str,
         part: &Partition<'a>,
     ) -> Result<PartResult, EvaluateError> {
+        let started = std::time::Instant::now();
         let (store, reqs) = self.build_application(app, part)?;
-        self.decide(reqs, &store)
+        let mut out = self.decide(reqs, &store)?;
+        drop(store);
+        out.eval_time = started.elapsed();
+        Ok(out)
     }
 
     /// One application's entity store and requests.
@@ -764,8 +772,12 @@ impl Env<'_> {
     }
 
     fn evaluate_connectors(&self) -> Result<PartResult, EvaluateError> {
+        let started = std::time::Instant::now();
         let (store, reqs) = self.build_connectors()?;
-        self.decide(reqs, &store)
+        let mut out = self.decide(reqs, &store)?;
+        drop(store);
+        out.eval_time = started.elapsed();
+        Ok(out)
     }
 
     /// The connectors' entity store and requests.

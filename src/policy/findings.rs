@@ -242,4 +242,8 @@ pub struct Evaluation {
     /// `--timings`; never written to an output).
     #[serde(skip)]
     pub cedar_time: std::time::Duration,
+    /// Time spent evaluating (building entity stores and requests, and
+    /// deciding them, Cedar included), summed over threads; for `--timings`.
+    #[serde(skip)]
+    pub eval_time: std::time::Duration,
 }

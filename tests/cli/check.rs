@@ -315,6 +315,35 @@ fn samples_fail_the_default_gate() {
 }
 
 #[test]
+fn timings_name_every_phase_on_stderr_and_leave_stdout_alone() {
+    let plain = syncproof(["check"])
+        .arg(samples())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let timed = syncproof(["check"])
+        .arg(samples())
+        .args(["--format", "json", "--timings"])
+        .output()
+        .unwrap();
+    assert_eq!(timed.status.code(), Some(1));
+    assert_eq!(timed.stdout, plain.stdout);
+    assert!(plain.stderr.is_empty());
+    let stderr = String::from_utf8(timed.stderr).unwrap();
+    assert_names(
+        &stderr,
+        &[
+            "reading desired state and sync logs",
+            "reconciling and evaluating applications",
+            "evaluating policies",
+            "of which inside Cedar is_authorized",
+            "summed over threads",
+            "total",
+        ],
+    );
+}
+
+#[test]
 fn clean_collection_passes() {
     syncproof(["check"])
         .arg(fixture("clean"))
