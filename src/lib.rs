@@ -18,6 +18,13 @@
 //! Every stage is a pure function of its inputs and of `--as-of`: nothing reads
 //! the wall clock, iterates a hash map into output, or depends on thread order.
 //!
+//! `check` and `attest` run the middle two stages fused, one application at a
+//! time: [`reconcile::prepare`] reads the desired state and folds the sync
+//! logs, then [`policy::reconcile_and_evaluate`] reads each application's
+//! snapshot, reconciles it and decides its subjects at once, keeping only
+//! findings, counts and drift. `reconcile` keeps everything
+//! ([`reconcile::load_and_run`]); both give the same facts and findings.
+//!
 //! # Exit codes
 //!
 //! | code | meaning |
