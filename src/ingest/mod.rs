@@ -4,7 +4,8 @@
 //! the files it names, hashes every input, and parses the desired state and
 //! every snapshot. Sync logs can be large, so they are not loaded here:
 //! [`Collection::read_events`] streams them, one event at a time, to whoever
-//! reconciles them.
+//! reconciles them. [`load_deferred`] parses the desired state while the logs
+//! stream, and leaves the snapshots to be read one application at a time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -75,27 +76,6 @@ pub struct Preamble<'a> {
     pub collected_at: Timestamp,
 }
 
-/// Loads the collection at `root` and, at the same time on another core,
-/// streams its sync-log events into the sink that `make_sink` builds from the
-/// manifest. Equivalent to [`load`] followed by
-/// [`Collection::read_events`], but the logs are read while the desired state
-/// and snapshots are parsed.
-pub fn load_with_events<S, M, P>(
-    root: &Path,
-    quarantine: bool,
-    make_sink: M,
-    push: P,
-) -> Result<(Collection, S, Vec<Rejected>), IngestError>
-where
-    S: Send,
-    M: FnOnce(&Preamble<'_>) -> S,
-    P: Fn(&mut S, Event) + Sync,
-{
-    let (mut deferred, sink, rejected) = load_streaming(root, quarantine, make_sink, push, false)?;
-    deferred.collection.inputs = deferred.inputs()?;
-    Ok((deferred.collection, sink, rejected))
-}
-
 /// A collection whose snapshots have not been read yet: they are read one
 /// application at a time with [`Deferred::read_snapshot`], so no more than a
 /// few are in memory at once.
@@ -133,28 +113,16 @@ impl Deferred {
     }
 }
 
-/// Like [`load_with_events`], but the snapshots are left to be read later,
-/// one application at a time.
+/// Loads the collection at `root` and, at the same time on another core,
+/// streams its sync-log events into the sink that `make_sink` builds from the
+/// manifest. The snapshots are left to be read later, one application at a
+/// time ([`Deferred::read_snapshot`]). What the logs and the desired state
+/// hold is what [`load`] followed by [`Collection::read_events`] gives.
 pub(crate) fn load_deferred<S, M, P>(
     root: &Path,
     quarantine: bool,
     make_sink: M,
     push: P,
-) -> Result<(Deferred, S, Vec<Rejected>), IngestError>
-where
-    S: Send,
-    M: FnOnce(&Preamble<'_>) -> S,
-    P: Fn(&mut S, Event) + Sync,
-{
-    load_streaming(root, quarantine, make_sink, push, true)
-}
-
-fn load_streaming<S, M, P>(
-    root: &Path,
-    quarantine: bool,
-    make_sink: M,
-    push: P,
-    defer_snapshots: bool,
 ) -> Result<(Deferred, S, Vec<Rejected>), IngestError>
 where
     S: Send,
@@ -170,7 +138,7 @@ where
     let logs = manifest.sync_logs.clone();
     let applications = manifest.applications.clone();
     let (loaded, events) = rayon::join(
-        || load_records(root, manifest, defer_snapshots),
+        || load_records(root, manifest, true),
         || {
             let r = read_logs(root, &logs, &applications, quarantine, &mut |e| {
                 push(&mut sink, e)

@@ -1017,6 +1017,11 @@ fn assert_fused_matches_whole(root: &std::path::Path) {
         progress: None,
     };
     let whole = crate::reconcile::load_and_run(root, &Default::default()).unwrap();
+    // Snapshots parsed up front (`ingest::load`) or read one application at
+    // a time: the same reconciled collection, byte for byte.
+    let loaded =
+        crate::reconcile::run(crate::ingest::load(root).unwrap(), &Default::default()).unwrap();
+    assert_eq!(json(&loaded), json(&whole));
     let expected = evaluate(&whole, &pack, options).unwrap();
     let prepared = crate::reconcile::prepare(root, &Default::default()).unwrap();
     let (fused, eval) = super::reconcile_and_evaluate(prepared, &pack, options).unwrap();
