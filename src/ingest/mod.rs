@@ -4,7 +4,7 @@
 //! the files it names, hashes every input, and parses the desired state and
 //! every snapshot. Sync logs can be large, so they are not loaded here:
 //! [`Collection::read_events`] streams them, one event at a time, to whoever
-//! reconciles them. [`load_deferred`] parses the desired state while the logs
+//! reconciles them. `load_deferred` parses the desired state while the logs
 //! stream, and leaves the snapshots to be read one application at a time.
 
 use std::collections::{BTreeSet, HashMap};
