@@ -308,6 +308,16 @@ fn merge(
     let mut out = Evaluation::default();
     let mut errors: Vec<(String, String, String)> = Vec::new();
     let mut failed: BTreeMap<String, u64> = BTreeMap::new();
+    // The subject list (millions of ids under `attest`) is gathered into a
+    // vector of its final size: growing by doubling would copy it and hold
+    // up to twice its size at the peak.
+    out.evaluated.reserve_exact(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|p| p.evaluated.len())
+            .sum(),
+    );
     for res in results {
         let part = res?;
         for (k, n) in part.subjects {
