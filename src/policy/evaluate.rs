@@ -230,13 +230,12 @@ pub fn reconcile_and_evaluate(
         let r = prepared.facts();
         check_tiers(r, pack)?;
         let env = Env::new(r, pack, options.keep_subjects)?;
-        let changes = changes_by_app(r);
         let tick = progress(options, r.applications.len());
-        let no_changes: Vec<&Change> = Vec::new();
-        let (outcomes, digests) = prepared.reconcile_apps(|mut access| {
+        let (outcomes, digests) = prepared.reconcile_apps(|mut access, changes| {
+            let evidence = std::mem::take(&mut access.evidence);
             let app = access.snapshot.application.as_str();
             let part = Partition {
-                changes: changes.get(app).unwrap_or(&no_changes).clone(),
+                changes: changes.to_vec(),
                 grants: access
                     .grants
                     .iter()
@@ -244,7 +243,7 @@ pub fn reconcile_and_evaluate(
                     .collect(),
                 assignments: access.assignments.iter().collect(),
                 accounts: access.accounts.iter().collect(),
-                snapshot: Some((&access.snapshot, access.evidence.clone())),
+                snapshot: Some((&access.snapshot, evidence)),
             };
             let res = env.evaluate_application(app, &part);
             drop(part);
@@ -253,7 +252,6 @@ pub fn reconcile_and_evaluate(
             access.grants = Vec::new();
             access.assignments = Vec::new();
             access.accounts = Vec::new();
-            access.evidence = Vec::new();
             (res, access)
         })?;
         let mut results = Vec::with_capacity(outcomes.len() + 1);
@@ -393,7 +391,7 @@ fn partitions(r: &Reconciled) -> BTreeMap<&str, Partition<'_>> {
     for a in &r.applications {
         parts.insert(a.id.as_str(), Partition::default());
     }
-    for (app, changes) in changes_by_app(r) {
+    for (app, changes) in crate::reconcile::changes_by_app(&r.changes) {
         if let Some(p) = parts.get_mut(app) {
             p.changes = changes;
         }
@@ -416,30 +414,16 @@ fn partitions(r: &Reconciled) -> BTreeMap<&str, Partition<'_>> {
     for s in &r.snapshots {
         if let Some(p) = parts.get_mut(s.application.as_str()) {
             // The snapshot's files, as whole-file evidence.
-            let evidence = r
-                .inputs
-                .iter()
-                .filter(|i| s.files.contains(&i.path))
-                .map(|i| SourceRef {
-                    file: i.path.as_str().into(),
-                    line: 0,
-                    sha256: crate::ingest::digest::Sha256Digest::from_hex(&i.sha256)
-                        .unwrap_or_default(),
-                })
-                .collect();
+            let evidence = crate::reconcile::snapshot_evidence(&s.files, |file| {
+                r.inputs
+                    .iter()
+                    .find(|i| i.path == file)
+                    .map(|i| i.sha256.as_str())
+            });
             p.snapshot = Some((s, evidence));
         }
     }
     parts
-}
-
-/// The changes of each application, in the order of `r.changes`.
-fn changes_by_app(r: &Reconciled) -> FastMap<&str, Vec<&Change>> {
-    let mut out: FastMap<&str, Vec<&Change>> = FastMap::default();
-    for c in &r.changes {
-        out.entry(c.application.as_str()).or_default().push(c);
-    }
-    out
 }
 
 #[derive(Default)]

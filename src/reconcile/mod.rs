@@ -210,19 +210,19 @@ impl Prepared {
     }
 
     /// Reconciles every application (in parallel), reading its snapshot
-    /// and dropping it once `visit` has seen the result. Returns what
+    /// and dropping it once `visit` has seen the result (with the
+    /// application's changes, in request order). Returns what
     /// `visit` returned, in application order, and the snapshot digests for
     /// [`Prepared::finish`]. Invalid snapshots are reported together, in
     /// application order, as loading the collection would.
     pub fn reconcile_apps<T, F>(&self, visit: F) -> Result<(Vec<T>, SnapshotDigests), IngestError>
     where
         T: Send,
-        F: Fn(AppAccess) -> T + Sync,
+        F: Fn(AppAccess, &[&model::Change]) -> T + Sync,
     {
         let f = &self.facts;
         // The lookups every application shares, built side by side. Changes
         // are indexed per application, inside its task.
-        type Grouped<'a, T> = crate::FastMap<&'a str, Vec<&'a T>>;
         let ((by_id, account_index), (changes_by_app, by_app)) = rayon::join(
             || {
                 rayon::join(
@@ -234,16 +234,10 @@ impl Prepared {
             },
             || {
                 rayon::join(
+                    || changes_by_app(&f.changes),
                     || {
-                        let mut g: Grouped<'_, model::Change> = Grouped::default();
-                        for c in &f.changes {
-                            g.entry(c.application.as_str()).or_default().push(c);
-                        }
-                        g
-                    },
-                    || {
-                        let mut g: Grouped<'_, crate::ingest::model::Assignment> =
-                            Grouped::default();
+                        let mut g: crate::FastMap<&str, Vec<&crate::ingest::model::Assignment>> =
+                            crate::FastMap::default();
                         for a in &self.desired {
                             g.entry(a.application.as_str()).or_default().push(a);
                         }
@@ -277,33 +271,18 @@ impl Prepared {
                     Source::Parsed { known, .. } => known,
                     Source::Deferred(_) => &digests,
                 };
-                let mut evidence: Vec<crate::ingest::model::SourceRef> = snapshot
-                    .files
-                    .iter()
-                    .filter_map(|file| {
-                        known
-                            .get(file)
-                            .map(|(_, hex)| crate::ingest::model::SourceRef {
-                                file: file.as_str().into(),
-                                line: 0,
-                                sha256: crate::ingest::digest::Sha256Digest::from_hex(hex)
-                                    .unwrap_or_default(),
-                            })
-                    })
-                    .collect();
-                evidence.sort();
-                evidence.dedup();
+                let evidence = snapshot_evidence(&snapshot.files, |file| {
+                    known.get(file).map(|(_, hex)| hex.as_str())
+                });
                 let app_assignments = by_app
                     .get(snapshot.application.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
-                let index = access::ChangeIndex::new(
-                    changes_by_app
-                        .get(snapshot.application.as_str())
-                        .into_iter()
-                        .flatten()
-                        .copied(),
-                );
+                let app_changes = changes_by_app
+                    .get(snapshot.application.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let index = access::ChangeIndex::new(app_changes.iter().copied());
                 let mut r = access::reconcile_snapshot(
                     &snapshot,
                     &by_id,
@@ -335,7 +314,7 @@ impl Prepared {
                     snapshot: freshness,
                     evidence,
                 };
-                Ok(Ok((visit(access), digests)))
+                Ok(Ok((visit(access, app_changes), digests)))
             })
             .collect();
         let mut results = Vec::with_capacity(count);
@@ -355,13 +334,13 @@ impl Prepared {
     }
 
     /// The reconciled collection: the facts, with `apps` (what
-    /// [`Prepared::reconcile_apps`] gave, in application order, holding as
+    /// [`Prepared::reconcile_apps`] gave, in any order, holding as
     /// much of each application as the caller kept) gathered in, drift
     /// sorted, and every input's digest.
     pub fn finish(
         self,
         digests: SnapshotDigests,
-        apps: Vec<AppAccess>,
+        mut apps: Vec<AppAccess>,
     ) -> Result<Reconciled, IngestError> {
         let Prepared {
             mut facts,
@@ -375,6 +354,9 @@ impl Prepared {
             d.extend_known(digests.0);
             facts.inputs = d.inputs()?;
         }
+        // In application order, each application's lists sorted by keys
+        // that start with the application: the concatenations are sorted.
+        apps.sort_by(|a, b| a.snapshot.application.cmp(&b.snapshot.application));
         // Gathered into vectors of the exact size (growing by doubling would
         // hold two copies at the peak).
         let total = |f: fn(&AppAccess) -> usize| apps.iter().map(f).sum();
@@ -390,34 +372,6 @@ impl Prepared {
             facts.drift.extend(r.drift);
             facts.snapshots.push(r.snapshot);
         }
-        // Every key starts with the application and applications come in
-        // order, so the concatenations are sorted already; sorted again only
-        // should an application have had two snapshots.
-        if !facts
-            .grants
-            .is_sorted_by(|a, b| grant_key(a) <= grant_key(b))
-        {
-            facts.grants.sort_by(|a, b| grant_key(a).cmp(&grant_key(b)));
-        }
-        if !facts
-            .assignments
-            .is_sorted_by(|a, b| assignment_key(a) <= assignment_key(b))
-        {
-            facts
-                .assignments
-                .sort_by(|a, b| assignment_key(a).cmp(&assignment_key(b)));
-        }
-        if !facts
-            .accounts
-            .is_sorted_by(|a, b| account_key(a) <= account_key(b))
-        {
-            facts
-                .accounts
-                .sort_by(|a, b| account_key(a).cmp(&account_key(b)));
-        }
-        facts
-            .snapshots
-            .sort_by(|a, b| a.application.cmp(&b.application));
         facts.drift.sort_by(|a, b| {
             (
                 a.class,
@@ -439,9 +393,43 @@ impl Prepared {
 
     /// Reconciles every application and keeps everything.
     fn collect(self) -> Result<Reconciled, IngestError> {
-        let (apps, digests) = self.reconcile_apps(|a| a)?;
+        let (apps, digests) = self.reconcile_apps(|a, _| a)?;
         self.finish(digests, apps)
     }
+}
+
+/// The changes of each application, in the order of `changes` (request
+/// order).
+pub(crate) fn changes_by_app(
+    changes: &[model::Change],
+) -> crate::FastMap<&str, Vec<&model::Change>> {
+    let mut out: crate::FastMap<&str, Vec<&model::Change>> = crate::FastMap::default();
+    for c in changes {
+        out.entry(c.application.as_str()).or_default().push(c);
+    }
+    out
+}
+
+/// A snapshot's files as whole-file evidence (line 0), sorted by path, each
+/// with the SHA-256 (hex) `sha_of` gives for it; a file without one is left
+/// out.
+pub(crate) fn snapshot_evidence<'h>(
+    files: &[String],
+    sha_of: impl Fn(&str) -> Option<&'h str>,
+) -> Vec<crate::ingest::model::SourceRef> {
+    let mut evidence: Vec<crate::ingest::model::SourceRef> = files
+        .iter()
+        .filter_map(|file| {
+            sha_of(file).map(|hex| crate::ingest::model::SourceRef {
+                file: file.as_str().into(),
+                line: 0,
+                sha256: crate::ingest::digest::Sha256Digest::from_hex(hex).unwrap_or_default(),
+            })
+        })
+        .collect();
+    evidence.sort();
+    evidence.dedup();
+    evidence
 }
 
 /// Connector health from the folded events and the changes.
