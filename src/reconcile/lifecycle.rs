@@ -45,6 +45,18 @@ struct ChangeAcc {
     failed: Option<(Timestamp, String, SourceRef)>,
 }
 
+impl ChangeAcc {
+    /// Where each event after the request was read: the attempts in
+    /// attempt order, then the confirmation and the failure.
+    fn event_refs(&self) -> impl Iterator<Item = SourceRef> + '_ {
+        self.attempts
+            .values()
+            .map(|a| a.3.clone())
+            .chain(self.confirmed.as_ref().map(|c| c.2.clone()))
+            .chain(self.failed.as_ref().map(|f| f.2.clone()))
+    }
+}
+
 /// One delivery attempt: when, its outcome, its error and where it was read.
 type Attempt = (Timestamp, AttemptOutcome, Option<String>, SourceRef);
 
@@ -328,9 +340,7 @@ impl Lifecycles {
 
     /// Events of a change that was never requested: an anomaly.
     fn orphan(&mut self, key: String, acc: &ChangeAcc) {
-        let mut evidence: Vec<SourceRef> = acc.attempts.values().map(|a| a.3.clone()).collect();
-        evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
-        evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
+        let mut evidence: Vec<SourceRef> = acc.event_refs().collect();
         evidence.sort();
         let what = match (&acc.confirmed, &acc.failed) {
             (Some(_), _) => "a confirmation",
@@ -472,9 +482,7 @@ fn to_change(key: String, req: Request, acc: ChangeAcc, as_of: Timestamp) -> Cha
     let last = acc.attempts.values().next_back();
     let mut evidence = Vec::with_capacity(1 + acc.attempts.len() + 2);
     evidence.push(req.source);
-    evidence.extend(acc.attempts.values().map(|a| a.3.clone()));
-    evidence.extend(acc.confirmed.as_ref().map(|c| c.2.clone()));
-    evidence.extend(acc.failed.as_ref().map(|f| f.2.clone()));
+    evidence.extend(acc.event_refs());
     Change {
         operation: req.operation,
         identity: req.identity,
