@@ -4,15 +4,25 @@
 //! Records point back at the line where each list item starts (block-style
 //! YAML; JSON documents get line 0) and carry the SHA-256 of the item's
 //! canonical JSON form, so the digest does not depend on YAML layout.
+//!
+//! The document is visited, not built: each list item is validated as the
+//! parser reaches it, and each assignment is packed into
+//! [`DesiredAssignments`] at once, so a governance export of millions of
+//! assignments is never held as parsed values (see `docs/performance.md`).
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use super::assignments::{DesiredAssignments, Packed, StrTable};
 use super::digest::Sha256Digest;
 use super::document;
 use super::error::{Problems, RecordError};
-use super::model::{Assignment, Identity, IdentityKind, SourceRef};
-use super::raw::{RawAssignment, RawDesired, RawIdentity};
+use super::model::{Identity, IdentityKind, SourceRef};
+use super::raw::{RawAssignment, RawIdentity};
 use crate::time::parse_timestamp;
 use crate::FastMap;
 
@@ -21,8 +31,8 @@ use crate::FastMap;
 pub(crate) struct Desired {
     /// Identities, sorted by id.
     pub(crate) identities: Vec<Identity>,
-    /// Assignments, sorted by (identity, application, entitlement).
-    pub(crate) assignments: Vec<Assignment>,
+    /// Assignments, by application, each sorted by (identity, entitlement).
+    pub(crate) assignments: DesiredAssignments,
 }
 
 /// Parses and validates the desired state in `text` from `file`.
@@ -31,36 +41,107 @@ pub(crate) fn parse(
     text: &str,
     applications: &BTreeSet<String>,
 ) -> Result<Desired, Problems> {
+    // Item lines exist only in block-style YAML; JSON records get line 0.
+    let lines = |key| {
+        if file.ends_with(".json") {
+            Vec::new()
+        } else {
+            document::item_lines(text, key)
+        }
+    };
+    let (identity_lines, assignment_lines) = (lines("identities"), lines("assignments"));
+    let apps: Vec<&str> = applications.iter().map(String::as_str).collect();
+    let new_builder = || Builder::new(file, &apps, &identity_lines, &assignment_lines);
     let mut problems = Problems::default();
-    let raw: RawDesired = match document::parse(file, text) {
-        Ok(r) => r,
+    let builder = match document::parse_seed(file, text, || Document(new_builder())) {
+        Ok(b) => b,
         Err(e) => {
             problems.push(e);
             return Err(problems);
         }
     };
-    if let Some(t) = &raw.exported_at {
-        if let Err(e) = parse_timestamp(t) {
-            problems.push(RecordError::at_path(file, "exported_at", e));
+    builder.finish()
+}
+
+/// What has been read so far.
+struct Builder<'a, 'f> {
+    file: &'f str,
+    file_ref: Arc<str>,
+    /// Applications, sorted, and their positions.
+    apps: &'f [&'f str],
+    app_index: FastMap<&'f str, u32>,
+    identity_lines: &'f [u64],
+    assignment_lines: &'f [u64],
+    /// Canonical-JSON buffer, reused from record to record.
+    buf: Vec<u8>,
+    problems: Problems,
+    /// Valid identities by id, with the order they were read in.
+    identities: FastMap<String, (u32, Identity)>,
+    /// Whether the `identities` list has been read: assignments met before
+    /// it wait in `pending`.
+    identities_read: bool,
+    pending: Vec<(usize, RawAssignment<'a>)>,
+    /// Entitlements in the order met, by name.
+    entitlements: FastMap<Box<str>, u32>,
+    approvals: StrTable,
+    /// Valid assignments per application (by position in `apps`), with
+    /// identities and entitlements numbered in the order met.
+    by_app: Vec<Vec<Packed>>,
+    /// Bad assignments by position, reported after the identities.
+    bad: Vec<(usize, RecordError)>,
+}
+
+impl<'a, 'f> Builder<'a, 'f> {
+    fn new(
+        file: &'f str,
+        apps: &'f [&'f str],
+        identity_lines: &'f [u64],
+        assignment_lines: &'f [u64],
+    ) -> Self {
+        Builder {
+            file,
+            file_ref: Arc::from(file),
+            apps,
+            app_index: apps
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (*a, i as u32))
+                .collect(),
+            identity_lines,
+            assignment_lines,
+            buf: Vec::with_capacity(512),
+            problems: Problems::default(),
+            identities: FastMap::default(),
+            identities_read: false,
+            pending: Vec::new(),
+            entitlements: FastMap::default(),
+            approvals: StrTable::default(),
+            by_app: vec![Vec::new(); apps.len()],
+            bad: Vec::new(),
         }
     }
-    let file_ref: Arc<str> = Arc::from(file);
-    let mut buf = Vec::with_capacity(512);
-    let identity_lines = document::item_lines(text, "identities");
-    let assignment_lines = document::item_lines(text, "assignments");
-    let mut identities: FastMap<String, Identity> = FastMap::default();
-    for (i, raw_id) in raw.identities.into_iter().enumerate() {
+
+    fn exported_at(&mut self, value: Option<String>) {
+        if let Some(t) = value {
+            if let Err(e) = parse_timestamp(&t) {
+                self.problems
+                    .push(RecordError::at_path(self.file, "exported_at", e));
+            }
+        }
+    }
+
+    fn identity(&mut self, i: usize, raw: RawIdentity) {
         let at = format_args!("identities[{i}]");
         let source = SourceRef {
-            file: file_ref.clone(),
-            line: identity_lines.get(i).copied().unwrap_or(0),
-            sha256: canonical_digest(&mut buf, &raw_id),
+            file: self.file_ref.clone(),
+            line: self.identity_lines.get(i).copied().unwrap_or(0),
+            sha256: canonical_digest(&mut self.buf, &raw),
         };
-        match validate_identity(file, at, raw_id, applications, source) {
+        match validate_identity(self.file, at, raw, &self.app_index, source) {
             Ok(identity) => {
-                if let Some(first) = identities.get(&identity.id) {
-                    problems.push(RecordError::at_path(
-                        file,
+                if let Some((_, first)) = self.identities.get(&identity.id) {
+                    self.problems.push(RecordError::at_path(
+                        self.file,
                         format!("{at}.id"),
                         format!(
                             "identity `{}` is defined twice (first at line {})",
@@ -68,73 +149,305 @@ pub(crate) fn parse(
                         ),
                     ));
                 } else {
-                    identities.insert(identity.id.clone(), identity);
+                    let n = self.identities.len() as u32;
+                    self.identities.insert(identity.id.clone(), (n, identity));
                 }
             }
-            Err(e) => problems.push(e),
+            Err(e) => self.problems.push(e),
         }
     }
-    // Validated assignments with their index, then sorted: a duplicate is
-    // found next to its first listing. (A map keyed by cloned
-    // (identity, application, entitlement) triples held a second copy of
-    // every key.)
-    let mut assignments: Vec<(usize, Assignment)> = Vec::with_capacity(raw.assignments.len());
-    let mut bad: Vec<(usize, RecordError)> = Vec::new();
-    for (i, raw_a) in raw.assignments.into_iter().enumerate() {
+
+    fn assignment(&mut self, i: usize, raw: RawAssignment<'a>) {
+        if !self.identities_read {
+            self.pending.push((i, raw));
+            return;
+        }
         let at = format_args!("assignments[{i}]");
-        let source = SourceRef {
-            file: file_ref.clone(),
-            line: assignment_lines.get(i).copied().unwrap_or(0),
-            sha256: canonical_digest(&mut buf, &raw_a),
-        };
-        match validate_assignment(file, at, raw_a, &identities, applications, source) {
-            Ok(a) => assignments.push((i, a)),
-            Err(e) => bad.push((i, e)),
+        let sha256 = canonical_digest(&mut self.buf, &raw);
+        match self.validate_assignment(i, at, raw, sha256) {
+            Ok((app, packed)) => self.by_app[app as usize].push(packed),
+            Err(e) => self.bad.push((i, e)),
         }
     }
-    assignments.sort_unstable_by(|(i, a), (j, b)| key(a).cmp(&key(b)).then(i.cmp(j)));
-    // In place: a listing equal to the one kept before it is a duplicate
-    // (the first listing, with the smaller index, counts).
-    assignments.dedup_by(|(i, later), (_, first)| {
-        let twice = key(later) == key(first);
-        if twice {
-            bad.push((
-                *i,
-                RecordError::at_path(
-                    file,
-                    format!("assignments[{i}]"),
-                    format!(
-                        "assignment of `{}` to `{}` in `{}` is listed twice",
-                        later.entitlement, later.identity, later.application
-                    ),
+
+    /// Validates an assignment and packs it, with its application's
+    /// position.
+    fn validate_assignment(
+        &mut self,
+        i: usize,
+        // Where the record is (`assignments[3]`), formatted only when an
+        // error names it.
+        at: fmt::Arguments<'_>,
+        raw: RawAssignment<'a>,
+        sha256: Sha256Digest,
+    ) -> Result<(u32, Packed), RecordError> {
+        let file = self.file;
+        let Some((identity, _)) = self.identities.get(raw.identity.as_ref()) else {
+            return Err(RecordError::at_path(
+                file,
+                format!("{at}.identity"),
+                format!("unknown identity `{}`", raw.identity),
+            ));
+        };
+        let Some(&app) = self.app_index.get(raw.application.as_ref()) else {
+            return Err(RecordError::at_path(
+                file,
+                format!("{at}.application"),
+                format!(
+                    "unknown application `{}` (not in `collection.yaml`)",
+                    raw.application
                 ),
             ));
+        };
+        if raw.entitlement.trim().is_empty() {
+            return Err(RecordError::at_path(
+                file,
+                format!("{at}.entitlement"),
+                "entitlement is empty",
+            ));
         }
-        twice
-    });
-    // Collected in place (the element only gets smaller).
-    let kept: Vec<Assignment> = assignments.into_iter().map(|(_, a)| a).collect();
-    // Problems in the order of the records, as they were met.
-    bad.sort_by_key(|(i, _)| *i);
-    for (_, e) in bad {
-        problems.push(e);
+        let granted_at = parse_timestamp(&raw.granted_at)
+            .map_err(|e| RecordError::at_path(file, format!("{at}.granted_at"), e))?;
+        let expires_at = match &raw.expires_at {
+            Some(t) => Some(
+                parse_timestamp(t)
+                    .map_err(|e| RecordError::at_path(file, format!("{at}.expires_at"), e))?,
+            ),
+            None => None,
+        };
+        if expires_at.is_some_and(|e| e < granted_at) {
+            return Err(RecordError::at_path(
+                file,
+                format!("{at}.expires_at"),
+                "expires before it was granted",
+            ));
+        }
+        let too_many = || {
+            RecordError::at_path(
+                file,
+                at.to_string(),
+                "more assignments than syncproof can hold (4,294,967,294)",
+            )
+        };
+        let identity = *identity;
+        let next = self.entitlements.len() as u32;
+        let entitlement = *self
+            .entitlements
+            .entry(Box::from(raw.entitlement.as_ref()))
+            .or_insert(next);
+        let approval = match &raw.approval {
+            Some(a) => {
+                let n = u32::try_from(self.approvals.push(a) + 1).map_err(|_| too_many())?;
+                Some(NonZeroU32::new(n).ok_or_else(too_many)?)
+            }
+            None => None,
+        };
+        Ok((
+            app,
+            Packed {
+                identity,
+                entitlement,
+                index: u32::try_from(i).map_err(|_| too_many())?,
+                approval,
+                line: self.assignment_lines.get(i).copied().unwrap_or(0),
+                granted_at,
+                expires_at,
+                sha256,
+            },
+        ))
     }
-    if !problems.is_empty() {
-        return Err(problems);
+
+    /// Validates what waited for the identities, sorts, finds duplicates,
+    /// and gives the desired state or every problem in record order.
+    fn finish(mut self) -> Result<Desired, Problems> {
+        self.identities_read = true;
+        for (i, raw) in std::mem::take(&mut self.pending) {
+            self.assignment(i, raw);
+        }
+        // Identities sorted by id; identity and entitlement numbers
+        // renumbered in sorted order, so records sort as their strings do.
+        let mut identities: Vec<(u32, Identity)> = self.identities.into_values().collect();
+        identities.sort_unstable_by(|(_, a), (_, b)| a.id.cmp(&b.id));
+        let mut identity_rank = vec![0u32; identities.len()];
+        let mut identity_ids = StrTable::default();
+        for (rank, (n, identity)) in identities.iter().enumerate() {
+            identity_rank[*n as usize] = rank as u32;
+            identity_ids.push(&identity.id);
+        }
+        let mut entitlements: Vec<(Box<str>, u32)> = self.entitlements.into_iter().collect();
+        entitlements.sort_unstable();
+        let mut entitlement_rank = vec![0u32; entitlements.len()];
+        let mut entitlement_names = StrTable::default();
+        for (rank, (name, n)) in entitlements.iter().enumerate() {
+            entitlement_rank[*n as usize] = rank as u32;
+            entitlement_names.push(name);
+        }
+        let mut bad = self.bad;
+        let mut by_application = Vec::new();
+        for (app, mut records) in self.apps.iter().zip(self.by_app) {
+            if records.is_empty() {
+                continue;
+            }
+            for r in &mut records {
+                r.identity = identity_rank[r.identity as usize];
+                r.entitlement = entitlement_rank[r.entitlement as usize];
+            }
+            records.sort_unstable_by_key(|r| (r.identity, r.entitlement, r.index));
+            // In place: a listing equal to the one kept before it is a
+            // duplicate (the first listing, with the smaller index, counts).
+            records.dedup_by(|later, first| {
+                let twice =
+                    (later.identity, later.entitlement) == (first.identity, first.entitlement);
+                if twice {
+                    let i = later.index;
+                    bad.push((
+                        i as usize,
+                        RecordError::at_path(
+                            self.file,
+                            format!("assignments[{i}]"),
+                            format!(
+                                "assignment of `{}` to `{}` in `{}` is listed twice",
+                                entitlement_names.get(later.entitlement as usize),
+                                identity_ids.get(later.identity as usize),
+                                app
+                            ),
+                        ),
+                    ));
+                }
+                twice
+            });
+            records.shrink_to_fit();
+            by_application.push(((*app).to_owned(), records));
+        }
+        // Problems in the order of the records, as they were met.
+        bad.sort_by_key(|(i, _)| *i);
+        let mut problems = self.problems;
+        for (_, e) in bad {
+            problems.push(e);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        identity_ids.shrink_to_fit();
+        entitlement_names.shrink_to_fit();
+        let mut approvals = self.approvals;
+        approvals.shrink_to_fit();
+        Ok(Desired {
+            identities: identities.into_iter().map(|(_, i)| i).collect(),
+            assignments: DesiredAssignments {
+                file: Some(self.file_ref),
+                identities: identity_ids,
+                entitlements: entitlement_names,
+                approvals,
+                by_application,
+            },
+        })
     }
-    Ok(Desired {
-        identities: {
-            let mut sorted: Vec<Identity> = identities.into_values().collect();
-            sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-            sorted
-        },
-        assignments: kept,
-    })
 }
 
-/// The order of assignments, and what makes two the same.
-fn key(a: &Assignment) -> (&str, &str, &str) {
-    (&a.identity, &a.application, &a.entitlement)
+/// The fields of a desired-state document.
+const FIELDS: &[&str] = &["exported_at", "identities", "assignments"];
+
+/// The whole document: a map of [`FIELDS`] (unknown ones rejected, each at
+/// most once, `identities` required), read into a [`Builder`].
+struct Document<'a, 'f>(Builder<'a, 'f>);
+
+impl<'a, 'f> DeserializeSeed<'a> for Document<'a, 'f> {
+    type Value = Builder<'a, 'f>;
+
+    fn deserialize<D: de::Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_struct("desired state", FIELDS, self)
+    }
+}
+
+impl<'a, 'f> Visitor<'a> for Document<'a, 'f> {
+    type Value = Builder<'a, 'f>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a desired-state document (a map with `identities` and `assignments`)")
+    }
+
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut b = self.0;
+        let mut seen = [false; 3];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'a, str>>()? {
+            let Some(field) = FIELDS.iter().position(|f| *f == key) else {
+                return Err(de::Error::unknown_field(&key, FIELDS));
+            };
+            if std::mem::replace(&mut seen[field], true) {
+                return Err(de::Error::duplicate_field(FIELDS[field]));
+            }
+            match field {
+                0 => b.exported_at(map.next_value()?),
+                1 => {
+                    map.next_value_seed(List::<RawIdentity, _>::new(
+                        &mut b,
+                        |b: &mut Builder<'a, '_>, i, r| b.identity(i, r),
+                    ))?;
+                    b.identities_read = true;
+                }
+                _ => map.next_value_seed(List::<RawAssignment<'a>, _>::new(
+                    &mut b,
+                    |b: &mut Builder<'a, '_>, i, r| b.assignment(i, r),
+                ))?,
+            }
+        }
+        if !seen[1] {
+            return Err(de::Error::missing_field("identities"));
+        }
+        Ok(b)
+    }
+}
+
+/// A list whose items are handed to the builder one by one, with their
+/// positions, as they are parsed.
+struct List<'b, 'a, 'f, T, F> {
+    builder: &'b mut Builder<'a, 'f>,
+    each: F,
+    item: std::marker::PhantomData<T>,
+}
+
+impl<'b, 'a, 'f, T, F> List<'b, 'a, 'f, T, F> {
+    fn new(builder: &'b mut Builder<'a, 'f>, each: F) -> Self {
+        List {
+            builder,
+            each,
+            item: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a, T, F> DeserializeSeed<'a> for List<'_, 'a, '_, T, F>
+where
+    T: de::Deserialize<'a>,
+    F: FnMut(&mut Builder<'a, '_>, usize, T),
+{
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'a, T, F> Visitor<'a> for List<'_, 'a, '_, T, F>
+where
+    T: de::Deserialize<'a>,
+    F: FnMut(&mut Builder<'a, '_>, usize, T),
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<S: SeqAccess<'a>>(mut self, mut seq: S) -> Result<(), S::Error> {
+        let mut i = 0;
+        while let Some(item) = seq.next_element::<T>()? {
+            (self.each)(self.builder, i, item);
+            i += 1;
+        }
+        Ok(())
+    }
 }
 
 fn validate_identity(
@@ -143,7 +456,7 @@ fn validate_identity(
     // names it.
     at: std::fmt::Arguments<'_>,
     raw: RawIdentity,
-    applications: &BTreeSet<String>,
+    applications: &FastMap<&str, u32>,
     source: SourceRef,
 ) -> Result<Identity, RecordError> {
     if raw.id.trim().is_empty() {
@@ -166,7 +479,7 @@ fn validate_identity(
         .with_help("every service account, API key, bot and workload needs an accountable owner"));
     }
     for app in raw.accounts.keys() {
-        if !applications.contains(app) {
+        if !applications.contains_key(app.as_str()) {
             return Err(RecordError::at_path(
                 file,
                 format!("{at}.accounts.{app}"),
@@ -185,71 +498,9 @@ fn validate_identity(
     })
 }
 
-fn validate_assignment(
-    file: &str,
-    // Where the record is (`identities[3]`), formatted only when an error
-    // names it.
-    at: std::fmt::Arguments<'_>,
-    raw: RawAssignment,
-    identities: &FastMap<String, Identity>,
-    applications: &BTreeSet<String>,
-    source: SourceRef,
-) -> Result<Assignment, RecordError> {
-    if !identities.contains_key(&raw.identity) {
-        return Err(RecordError::at_path(
-            file,
-            format!("{at}.identity"),
-            format!("unknown identity `{}`", raw.identity),
-        ));
-    }
-    if !applications.contains(&raw.application) {
-        return Err(RecordError::at_path(
-            file,
-            format!("{at}.application"),
-            format!(
-                "unknown application `{}` (not in `collection.yaml`)",
-                raw.application
-            ),
-        ));
-    }
-    if raw.entitlement.trim().is_empty() {
-        return Err(RecordError::at_path(
-            file,
-            format!("{at}.entitlement"),
-            "entitlement is empty",
-        ));
-    }
-    let granted_at = parse_timestamp(&raw.granted_at)
-        .map_err(|e| RecordError::at_path(file, format!("{at}.granted_at"), e))?;
-    let expires_at = match &raw.expires_at {
-        Some(t) => Some(
-            parse_timestamp(t)
-                .map_err(|e| RecordError::at_path(file, format!("{at}.expires_at"), e))?,
-        ),
-        None => None,
-    };
-    if expires_at.is_some_and(|e| e < granted_at) {
-        return Err(RecordError::at_path(
-            file,
-            format!("{at}.expires_at"),
-            "expires before it was granted",
-        ));
-    }
-    Ok(Assignment {
-        identity: raw.identity,
-        application: raw.application,
-        entitlement: raw.entitlement,
-        granted_at,
-        expires_at,
-        approval: raw.approval,
-        source,
-    })
-}
-
-/// SHA-256 of a record's canonical JSON form: fields in declaration order,
-/// maps sorted by key, no whitespace.
-/// The SHA-256 of `record`'s canonical JSON form, serialized into `buf`
-/// (reused from record to record).
+/// The SHA-256 of `record`'s canonical JSON form (fields in declaration
+/// order, maps sorted by key, no whitespace), serialized into `buf` (reused
+/// from record to record).
 fn canonical_digest<T: serde::Serialize>(buf: &mut Vec<u8>, record: &T) -> Sha256Digest {
     buf.clear();
     // Serializing plain records into memory cannot fail; if it ever did, the
@@ -297,8 +548,9 @@ assignments:
         assert_eq!(d.identities.len(), 2);
         assert_eq!(d.identities[0].source.line, 2);
         assert_eq!(d.identities[1].source.line, 5);
-        assert_eq!(d.assignments[0].source.line, 12);
-        assert_eq!(d.assignments[1].source.line, 16);
+        let assignments = d.assignments.all();
+        assert_eq!(assignments[0].source.line, 12);
+        assert_eq!(assignments[1].source.line, 16);
         assert_eq!(d.identities[1].accounts["crm"], "backup-bot");
     }
 
@@ -351,5 +603,154 @@ assignments:
         let shown = format!("{:?}", miette::Report::new(err));
         assert!(shown.contains("d.yaml:3:"), "{shown}");
         assert!(shown.contains("identities[0].kind"), "{shown}");
+    }
+
+    /// The problems `text` gives, as shown to a user.
+    fn refused(file: &str, text: &str) -> String {
+        let p = parse(file, text, &apps()).unwrap_err();
+        let err = p.into_result(file).unwrap_err();
+        format!("{:?}", miette::Report::new(err))
+    }
+
+    const GOOD_JSON: &str = r#"{
+  "exported_at": "2026-01-02T00:00:00Z",
+  "identities": [
+    {"id": "svc-backup", "kind": "service_account", "owner": "alice", "status": "active", "accounts": {"crm": "backup-bot"}},
+    {"id": "alice", "kind": "human", "status": "active"}
+  ],
+  "assignments": [
+    {"identity": "svc-backup", "application": "crm", "entitlement": "reader", "granted_at": "2026-01-01T00:00:00Z", "expires_at": "2026-12-01T00:00:00Z"},
+    {"identity": "alice", "application": "crm", "entitlement": "admin", "granted_at": "2026-01-01T00:00:00Z", "approval": "APR-1"},
+    {"identity": "alice", "application": "crm", "entitlement": "a\u00efd", "granted_at": "2026-01-01T00:00:00+02:00"}
+  ]
+}"#;
+
+    #[test]
+    fn json_and_yaml_give_the_same_records_and_digests() {
+        let yaml = parse("desired.yaml", GOOD, &apps()).unwrap();
+        let json = parse("desired.json", GOOD_JSON, &apps()).unwrap();
+        // Same identities (ids sorted), same digests of the same records.
+        let ids = |d: &Desired| {
+            d.identities
+                .iter()
+                .map(|i| (i.id.clone(), i.source.sha256))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&yaml), ids(&json));
+        let (y, j) = (yaml.assignments.all(), json.assignments.all());
+        // Sorted by (identity, entitlement) whatever the listing order; an
+        // escaped string is unescaped; the approval and expiry survive
+        // packing.
+        let keys: Vec<_> = j
+            .iter()
+            .map(|a| (a.identity.as_str(), a.entitlement.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("alice", "admin"),
+                ("alice", "a\u{ef}d"),
+                ("svc-backup", "reader")
+            ]
+        );
+        assert_eq!(j[0].approval.as_deref(), Some("APR-1"));
+        assert_eq!(j[1].approval, None);
+        assert_eq!(j[1].granted_at.to_rfc3339(), "2025-12-31T22:00:00+00:00");
+        assert_eq!(
+            j[2].expires_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-12-01T00:00:00+00:00")
+        );
+        assert!(j
+            .iter()
+            .all(|a| a.source.line == 0 && &*a.source.file == "desired.json"));
+        let digest = |v: &[crate::ingest::model::Assignment], id: &str| {
+            v.iter().find(|a| a.identity == id).map(|a| a.source.sha256)
+        };
+        assert_eq!(digest(&y, "svc-backup"), digest(&j, "svc-backup"));
+        assert_eq!(json.assignments.of_application("crm"), j);
+        assert!(json.assignments.of_application("erp").is_empty());
+    }
+
+    #[test]
+    fn assignments_before_identities_are_checked_against_all_identities() {
+        let text = r#"{"assignments": [
+            {"identity": "alice", "application": "crm", "entitlement": "admin", "granted_at": "2026-01-01T00:00:00Z"},
+            {"identity": "nobody", "application": "crm", "entitlement": "admin", "granted_at": "2026-01-01T00:00:00Z"}
+          ],
+          "identities": [{"id": "alice", "kind": "human", "status": "active"}]}"#;
+        let shown = refused("d.json", text);
+        assert!(shown.contains("assignments[1].identity"), "{shown}");
+        assert!(shown.contains("unknown identity `nobody`"), "{shown}");
+        assert!(!shown.contains("assignments[0]"), "{shown}");
+    }
+
+    #[test]
+    fn duplicates_are_reported_in_record_order_after_identity_problems() {
+        let text = "\
+identities:
+  - id: alice
+    kind: human
+    status: active
+  - id: bot1
+    kind: bot
+    status: active
+assignments:
+  - identity: alice
+    application: crm
+    entitlement: admin
+    granted_at: 2026-01-01T00:00:00Z
+  - identity: alice
+    application: crm
+    entitlement: reader
+    granted_at: soon
+  - identity: alice
+    application: crm
+    entitlement: admin
+    granted_at: 2026-02-01T00:00:00Z
+";
+        let shown = refused("d.yaml", text);
+        let at = |needle: &str| {
+            shown
+                .find(needle)
+                .unwrap_or_else(|| panic!("missing {needle}: {shown}"))
+        };
+        assert!(
+            at("identities[1].owner") < at("assignments[1].granted_at"),
+            "{shown}"
+        );
+        assert!(
+            at("assignments[1].granted_at") < at("assignments[2]: "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("assignment of `admin` to `alice` in `crm`"),
+            "{shown}"
+        );
+        assert!(shown.contains("listed twice"), "{shown}");
+        assert!(shown.contains("has 3 invalid records"), "{shown}");
+    }
+
+    #[test]
+    fn the_document_shape_is_enforced() {
+        for (text, needle) in [
+            (
+                r#"{"identities": [], "identities": []}"#,
+                "duplicate field `identities`",
+            ),
+            (r#"{"identities": [], "extra": 1}"#, "unknown field `extra`"),
+            (r#"{"assignments": []}"#, "missing field `identities`"),
+            (r#"{"identities": null}"#, "expected a sequence"),
+            (r#"[1, 2]"#, "expected a desired-state document"),
+            (
+                r#"{"identities": [{"id": "a", "kind": "human", "status": "active", "x": 1}]}"#,
+                "identities[0]",
+            ),
+            (r#"{"identities": []} trailing"#, "trailing characters"),
+        ] {
+            let shown = refused("d.json", text);
+            assert!(shown.contains(needle), "{text}: missing {needle}: {shown}");
+        }
+        let shown = refused("d.yaml", "identities: []\nidentities: []\n");
+        assert!(shown.contains("duplicate"), "{shown}");
     }
 }

@@ -2,47 +2,71 @@
 //! name the file, the line and column when the parser knows them, and the
 //! path inside the document (`identities[3].kind`).
 
-use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, DeserializeSeed};
 
 use super::error::RecordError;
 
 /// Parses `text` (YAML, or JSON when `file` ends in `.json`) as `T`.
+#[cfg(test)]
 pub(crate) fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, RecordError> {
+    parse_seed(file, text, || PhantomData::<T>)
+}
+
+/// Parses `text` (YAML, or JSON when `file` ends in `.json`) with the seed
+/// `make` gives: once, and when that fails, once more with a fresh seed and
+/// the path to each value tracked, to say where it failed.
+pub(crate) fn parse_seed<'a, S: DeserializeSeed<'a>>(
+    file: &str,
+    text: &'a str,
+    make: impl FnMut() -> S,
+) -> Result<S::Value, RecordError> {
     if file.ends_with(".json") {
-        parse_json(file, text)
+        parse_json_seed(file, text, make)
     } else {
-        parse_yaml(file, text)
+        parse_yaml_seed(file, text, make)
     }
 }
 
 /// Parses a YAML document as `T`.
 pub(crate) fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, RecordError> {
+    parse_yaml_seed(file, text, || PhantomData::<T>)
+}
+
+fn parse_yaml_seed<'a, S: DeserializeSeed<'a>>(
+    file: &str,
+    text: &'a str,
+    mut make: impl FnMut() -> S,
+) -> Result<S::Value, RecordError> {
     // Fast path: most documents are valid, and tracking the path of every
     // value costs time on large exports. Only a failure is parsed again, with
     // path tracking, to say where it failed.
-    if let Ok(v) = serde_yaml_ng::from_str(text) {
+    if let Ok(v) = make().deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
         return Ok(v);
     }
+    let mut track = serde_path_to_error::Track::new();
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = strip_location(&inner.to_string());
-        match inner.location() {
-            Some(loc) => {
-                let line = loc.line() as u64;
-                let col = loc.column().saturating_sub(1);
-                let text_line = text.lines().nth(loc.line().saturating_sub(1)).unwrap_or("");
-                let msg = if path == "." || message.starts_with(&path) {
-                    message
-                } else {
-                    format!("{path}: {message}")
-                };
-                RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1)
+    make()
+        .deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+        .map_err(|inner| {
+            let path = track.path().to_string();
+            let message = strip_location(&inner.to_string());
+            match inner.location() {
+                Some(loc) => {
+                    let line = loc.line() as u64;
+                    let col = loc.column().saturating_sub(1);
+                    let text_line = text.lines().nth(loc.line().saturating_sub(1)).unwrap_or("");
+                    let msg = if path == "." || message.starts_with(&path) {
+                        message
+                    } else {
+                        format!("{path}: {message}")
+                    };
+                    RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1)
+                }
+                None => RecordError::at_path(file, path, message),
             }
-            None => RecordError::at_path(file, path, message),
-        }
-    })
+        })
 }
 
 /// Parses a JSON document as `T`.
@@ -50,28 +74,43 @@ pub(crate) fn parse_json<'a, T: serde::Deserialize<'a>>(
     file: &str,
     text: &'a str,
 ) -> Result<T, RecordError> {
+    parse_json_seed(file, text, || PhantomData::<T>)
+}
+
+fn parse_json_seed<'a, S: DeserializeSeed<'a>>(
+    file: &str,
+    text: &'a str,
+    mut make: impl FnMut() -> S,
+) -> Result<S::Value, RecordError> {
     // Fast path, as for YAML.
-    if let Ok(v) = serde_json::from_str(text) {
+    let mut de = serde_json::Deserializer::from_str(text);
+    if let Ok(v) = make()
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+    {
         return Ok(v);
     }
+    let mut track = serde_path_to_error::Track::new();
     let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let line = inner.line() as u64;
-        let col = inner.column().saturating_sub(1);
-        let message = strip_location(&inner.to_string());
-        let msg = if path == "." {
-            message
-        } else {
-            format!("{path}: {message}")
-        };
-        let text_line = text
-            .lines()
-            .nth(inner.line().saturating_sub(1))
-            .unwrap_or("");
-        RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1)
-    })
+    let parsed = make().deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    // Text after the document is an error too, with its place.
+    let (inner, path) = match parsed.and_then(|v| de.end().map(|()| v)) {
+        Ok(v) => return Ok(v),
+        Err(e) => (e, track.path().to_string()),
+    };
+    let line = inner.line() as u64;
+    let col = inner.column().saturating_sub(1);
+    let message = strip_location(&inner.to_string());
+    let msg = if path == "." {
+        message
+    } else {
+        format!("{path}: {message}")
+    };
+    let text_line = text
+        .lines()
+        .nth(inner.line().saturating_sub(1))
+        .unwrap_or("");
+    Err(RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1))
 }
 
 /// Drops the " at line X column Y" suffix parsers append; we report the

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+pub mod assignments;
 pub mod collection;
 mod csv_export;
 mod desired;
@@ -25,7 +26,7 @@ pub mod synclog;
 
 pub use error::IngestError;
 use error::Problems;
-use model::{Application, Assignment, Event, Identity, InputFile, Snapshot};
+use model::{Application, Event, Identity, InputFile, Snapshot};
 pub use synclog::Rejected;
 
 use crate::time::Timestamp;
@@ -43,8 +44,8 @@ pub struct Collection {
     pub applications: Vec<Application>,
     /// Identities, sorted by id.
     pub identities: Vec<Identity>,
-    /// Approved assignments, sorted.
-    pub assignments: Vec<Assignment>,
+    /// Approved assignments, by application.
+    pub assignments: assignments::DesiredAssignments,
     /// One snapshot per application, sorted by application.
     pub snapshots: Vec<Snapshot>,
     /// Sync-log files, as named in the manifest.

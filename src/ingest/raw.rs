@@ -4,6 +4,7 @@
 //! These types only describe syntax; [`super::load`] turns them into the
 //! validated records of [`super::model`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -70,17 +71,6 @@ pub(crate) struct RawCsvColumns {
     pub(crate) active: Option<String>,
 }
 
-/// The desired-state document.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDesired {
-    #[serde(default)]
-    pub(crate) exported_at: Option<String>,
-    pub(crate) identities: Vec<RawIdentity>,
-    #[serde(default)]
-    pub(crate) assignments: Vec<RawAssignment>,
-}
-
 /// An identity in the desired state.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -96,18 +86,24 @@ pub(crate) struct RawIdentity {
     pub(crate) accounts: BTreeMap<String, String>,
 }
 
-/// An assignment in the desired state.
+/// An assignment in the desired state. Its strings borrow from the
+/// document's text where they can (no escapes), since there may be
+/// millions.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawAssignment {
-    pub(crate) identity: String,
-    pub(crate) application: String,
-    pub(crate) entitlement: String,
-    pub(crate) granted_at: String,
-    #[serde(default)]
-    pub(crate) expires_at: Option<String>,
-    #[serde(default)]
-    pub(crate) approval: Option<String>,
+pub(crate) struct RawAssignment<'a> {
+    #[serde(borrow)]
+    pub(crate) identity: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) application: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) entitlement: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) granted_at: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub(crate) expires_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) approval: Option<Cow<'a, str>>,
 }
 
 /// `data` of `dev.syncproof.change.requested`.

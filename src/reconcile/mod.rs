@@ -96,7 +96,7 @@ fn empty_collection(root: &std::path::Path) -> Collection {
         collected_at: Timestamp::default(),
         applications: Vec::new(),
         identities: Vec::new(),
-        assignments: Vec::new(),
+        assignments: Default::default(),
         snapshots: Vec::new(),
         sync_logs: Vec::new(),
         exceptions: None,
@@ -153,7 +153,7 @@ pub struct AppAccess {
 /// only what it needs of each application never holds them all.
 pub struct Prepared {
     facts: Reconciled,
-    desired: Vec<crate::ingest::model::Assignment>,
+    desired: crate::ingest::assignments::DesiredAssignments,
     source: Source,
 }
 
@@ -223,7 +223,7 @@ impl Prepared {
         let f = &self.facts;
         // The lookups every application shares, built side by side. Changes
         // are indexed per application, inside its task.
-        let ((by_id, account_index), (changes_by_app, by_app)) = rayon::join(
+        let ((by_id, account_index), changes_by_app) = rayon::join(
             || {
                 rayon::join(
                     || -> crate::FastMap<&str, &crate::ingest::model::Identity> {
@@ -232,19 +232,7 @@ impl Prepared {
                     || access::AccountIndex::new(&f.identities),
                 )
             },
-            || {
-                rayon::join(
-                    || changes_by_app(&f.changes),
-                    || {
-                        let mut g: crate::FastMap<&str, Vec<&crate::ingest::model::Assignment>> =
-                            crate::FastMap::default();
-                        for a in &self.desired {
-                            g.entry(a.application.as_str()).or_default().push(a);
-                        }
-                        g
-                    },
-                )
-            },
+            || changes_by_app(&f.changes),
         );
         let count = match &self.source {
             Source::Parsed { slots, .. } => slots.len(),
@@ -274,10 +262,10 @@ impl Prepared {
                 let evidence = snapshot_evidence(&snapshot.files, |file| {
                     known.get(file).map(|(_, hex)| hex.as_str())
                 });
-                let app_assignments = by_app
-                    .get(snapshot.application.as_str())
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
+                // Unpacked for this application only, dropped with it.
+                let unpacked = self.desired.of_application(&snapshot.application);
+                let app_assignments: Vec<&crate::ingest::model::Assignment> =
+                    unpacked.iter().collect();
                 let app_changes = changes_by_app
                     .get(snapshot.application.as_str())
                     .map(Vec::as_slice)
@@ -287,7 +275,7 @@ impl Prepared {
                     &snapshot,
                     &by_id,
                     &account_index,
-                    app_assignments,
+                    &app_assignments,
                     &index,
                     f.as_of,
                 );
