@@ -18,8 +18,8 @@
 //!
 //! A W1 report holds millions of test cases, so rendering is streaming: no
 //! per-case value is built. Each suite's subjects come from merging the
-//! sorted runs of `eval.evaluated` for the kinds the policy covers (it is
-//! sorted by kind, then id), and its few findings are walked alongside. Give
+//! sorted lists of `eval.evaluated` for the kinds the policy covers, and its
+//! few findings are walked alongside. Give
 //! [`render`] a buffered writer.
 
 use std::borrow::Cow;
@@ -31,6 +31,7 @@ use quick_xml::escape::escape;
 use super::assessment::{Assessment, PolicyResult};
 use super::formats::FormatError;
 use crate::policy::findings::{Evaluation, Finding, SubjectKind};
+use crate::policy::subjects::{EvaluatedSubjects, IdList};
 
 /// Whether some finding of a test case is not excepted: it fails.
 fn is_failure(findings: &[&Finding]) -> bool {
@@ -47,9 +48,9 @@ fn is_skipped(findings: &[&Finding]) -> bool {
 struct Suite<'a> {
     /// The policy.
     policy: &'a PolicyResult,
-    /// The evaluated subjects of each kind the policy applies to: runs of
-    /// `(kind, id)` sorted by id.
-    runs: Vec<&'a [(SubjectKind, String)]>,
+    /// The evaluated subjects of each kind the policy applies to, each
+    /// sorted.
+    runs: Vec<&'a IdList>,
     /// The subjects with findings of this policy, sorted by id, each with its
     /// findings in assessment order.
     found: Vec<(&'a str, Vec<&'a Finding>)>,
@@ -65,7 +66,7 @@ impl<'a> Suite<'a> {
     /// The suite's subject ids, sorted, without duplicates.
     fn names(&self) -> Names<'a, '_> {
         Names {
-            runs: self.runs.clone(),
+            runs: self.runs.iter().map(|r| (*r, 0)).collect(),
             found: &self.found,
             last: None,
         }
@@ -76,8 +77,8 @@ impl<'a> Suite<'a> {
 /// subjects: every id once, in sorted order (what collecting them into a
 /// `BTreeSet` gives, without building one).
 struct Names<'a, 's> {
-    /// What is left of each run.
-    runs: Vec<&'a [(SubjectKind, String)]>,
+    /// Each run, with the position of what is left of it.
+    runs: Vec<(&'a IdList, usize)>,
     /// What is left of the finding subjects.
     found: &'s [(&'a str, Vec<&'a Finding>)],
     /// The id returned last, to skip duplicates.
@@ -92,17 +93,17 @@ impl<'a> Iterator for Names<'a, '_> {
             // The smallest head; `None` as the source means `found`.
             let mut best = self.found.first().map(|(id, _)| *id);
             let mut source = None;
-            for (i, run) in self.runs.iter().enumerate() {
-                if let Some((_, id)) = run.first() {
-                    if best.is_none_or(|b| id.as_str() < b) {
-                        best = Some(id.as_str());
+            for (i, (run, at)) in self.runs.iter().enumerate() {
+                if let Some(id) = run.get(*at) {
+                    if best.is_none_or(|b| id < b) {
+                        best = Some(id);
                         source = Some(i);
                     }
                 }
             }
             let id = best?;
             match source {
-                Some(i) => self.runs[i] = &self.runs[i][1..],
+                Some(i) => self.runs[i].1 += 1,
                 None => self.found = &self.found[1..],
             }
             if self.last != Some(id) {
@@ -133,9 +134,9 @@ fn xml_safe(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// `eval.evaluated` sorted by kind, then id: itself when it is (as
+/// `eval.evaluated` with each kind sorted: itself when it is (as
 /// `evaluate` leaves it), else a sorted copy.
-fn sorted_subjects(eval: &Evaluation) -> Cow<'_, [(SubjectKind, String)]> {
+fn sorted_subjects(eval: &Evaluation) -> Cow<'_, EvaluatedSubjects> {
     if eval.evaluated.is_sorted() {
         Cow::Borrowed(&eval.evaluated)
     } else {
@@ -146,10 +147,10 @@ fn sorted_subjects(eval: &Evaluation) -> Cow<'_, [(SubjectKind, String)]> {
 }
 
 /// Groups subjects and findings into suites and counts their cases.
-/// `evaluated` is sorted by kind, then id.
+/// Each kind of `evaluated` is sorted.
 fn suites<'a>(
     a: &'a Assessment,
-    evaluated: &'a [(SubjectKind, String)],
+    evaluated: &'a EvaluatedSubjects,
 ) -> Result<Vec<Suite<'a>>, FormatError> {
     let subjects: u64 = a.subjects.values().sum();
     if evaluated.is_empty() && subjects > 0 {
@@ -168,12 +169,7 @@ fn suites<'a>(
             let kinds: BTreeSet<SubjectKind> = p.applies_to.iter().copied().collect();
             let runs = kinds
                 .into_iter()
-                .map(|kind| {
-                    let start = evaluated.partition_point(|(k, _)| *k < kind);
-                    let end = evaluated.partition_point(|(k, _)| *k <= kind);
-                    &evaluated[start..end]
-                })
-                .filter(|run| !run.is_empty())
+                .filter_map(|kind| evaluated.of_kind(kind))
                 .collect();
             // INVARIANT: a finding's subject was evaluated; its findings are
             // kept in case a caller assembled the assessment by hand, so no
@@ -557,7 +553,7 @@ mod tests {
             (Change, "change:a"),
             (Grant, "grant:b"),
         ] {
-            eval.evaluated.push((kind, id.to_owned()));
+            eval.evaluated.push(kind, id);
         }
         eval.subjects.insert(Grant, 4);
         let findings = vec![
@@ -628,7 +624,7 @@ mod tests {
         let (mut a, mut eval) = sample();
         a.policies.clear();
         a.subjects.clear();
-        eval.evaluated.clear();
+        eval.evaluated = Default::default();
         let mut out = Vec::new();
         render(&a, &eval, &mut out).unwrap();
         assert_eq!(

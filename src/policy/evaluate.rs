@@ -306,16 +306,7 @@ fn merge(
     let mut out = Evaluation::default();
     let mut errors: Vec<(String, String, String)> = Vec::new();
     let mut failed: BTreeMap<String, u64> = BTreeMap::new();
-    // The subject list (millions of ids under `attest`) is gathered into a
-    // vector of its final size: growing by doubling would copy it and hold
-    // up to twice its size at the peak.
-    out.evaluated.reserve_exact(
-        results
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .map(|p| p.evaluated.len())
-            .sum(),
-    );
+    let mut evaluated = Vec::with_capacity(results.len());
     for res in results {
         let part = res?;
         for (k, n) in part.subjects {
@@ -325,7 +316,7 @@ fn merge(
             *failed.entry(id).or_default() += n;
         }
         out.findings.extend(part.findings);
-        out.evaluated.extend(part.evaluated);
+        evaluated.push(part.evaluated);
         out.cedar_time += part.cedar_time;
         out.eval_time += part.eval_time;
         errors.extend(part.errors);
@@ -359,9 +350,9 @@ fn merge(
         );
     }
     out.findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    // Millions of ids under `attest`, sorted on both cores; equal entries
-    // cannot be told apart, so an unstable sort gives the same bytes.
-    out.evaluated.par_sort_unstable();
+    // Millions of ids under `attest`: each partition's lists are sorted,
+    // and joined here.
+    out.evaluated = super::subjects::EvaluatedSubjects::merge(evaluated);
     Ok(out)
 }
 
@@ -441,7 +432,7 @@ struct PartResult {
     subjects: BTreeMap<SubjectKind, u64>,
     failed: BTreeMap<String, u64>,
     findings: Vec<Finding>,
-    evaluated: Vec<(SubjectKind, String)>,
+    evaluated: super::subjects::EvaluatedSubjects,
     errors: Vec<(String, String, String)>,
     cedar_time: std::time::Duration,
     /// Time spent building the partition's entities and requests and
@@ -833,7 +824,9 @@ impl Env<'_> {
             out.cedar_time += started.elapsed();
             *out.subjects.entry(req.kind).or_default() += 1;
             if self.keep_subjects {
-                out.evaluated.push((req.kind, subject_id(&req)));
+                out.evaluated
+                    .list_mut(req.kind)
+                    .push_with(|s| write_subject_id(s, &req));
             }
             for e in response.diagnostics().errors() {
                 let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
@@ -895,6 +888,9 @@ impl Env<'_> {
                 });
             }
         }
+        // Sorted here, on the thread that evaluated the partition, so that
+        // joining the partitions' lists is mostly concatenation.
+        out.evaluated.sort();
         Ok(out)
     }
 
@@ -1007,17 +1003,31 @@ impl Env<'_> {
 /// The id of the subject a request is about (`change:<key>`,
 /// `grant:<app>/<account>/<entitlement>`, …): all the subject list needs.
 fn subject_id(req: &Req<'_>) -> String {
-    match &req.src {
-        Src::Change(c) => format!("change:{}", c.key),
-        Src::Grant(g, _) => format!("grant:{}/{}/{}", g.application, g.account, g.entitlement),
-        Src::Assignment(a) => format!(
+    let mut s = String::new();
+    write_subject_id(&mut s, req);
+    s
+}
+
+/// Writes the subject id of `req` (see [`subject_id`]) into `out`.
+fn write_subject_id(out: &mut String, req: &Req<'_>) {
+    use std::fmt::Write as _;
+    // Writing into a `String` cannot fail.
+    let _ = match &req.src {
+        Src::Change(c) => write!(out, "change:{}", c.key),
+        Src::Grant(g, _) => write!(
+            out,
+            "grant:{}/{}/{}",
+            g.application, g.account, g.entitlement
+        ),
+        Src::Assignment(a) => write!(
+            out,
             "assignment:{}/{}/{}",
             a.application, a.identity, a.entitlement
         ),
-        Src::Account(a) => format!("account:{}/{}", a.application, a.account),
-        Src::Connector(c) => format!("connector:{}", c.id),
-        Src::Snapshot(s, _) => format!("snapshot:{}", s.application),
-    }
+        Src::Account(a) => write!(out, "account:{}/{}", a.application, a.account),
+        Src::Connector(c) => write!(out, "connector:{}", c.id),
+        Src::Snapshot(s, _) => write!(out, "snapshot:{}", s.application),
+    };
 }
 
 /// The value the request builder supplied for a context field, as the

@@ -237,7 +237,7 @@ pub struct Evaluation {
     /// Every subject evaluated, by kind, sorted (kept only when asked: JUnit
     /// lists passing subjects too).
     #[serde(skip)]
-    pub evaluated: Vec<(SubjectKind, String)>,
+    pub evaluated: super::subjects::EvaluatedSubjects,
     /// Time spent inside Cedar's `is_authorized`, summed over threads (for
     /// `--timings`; never written to an output).
     #[serde(skip)]

@@ -10,6 +10,7 @@ pub mod exceptions;
 pub mod findings;
 pub mod pack;
 pub mod slice;
+pub mod subjects;
 #[cfg(test)]
 mod tests;
 
