@@ -27,7 +27,7 @@ use crate::time::parse_timestamp;
 use crate::FastMap;
 
 /// The validated desired state.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Desired {
     /// Identities, sorted by id.
     pub(crate) identities: Vec<Identity>,
@@ -334,13 +334,13 @@ impl<'a, 'f> Builder<'a, 'f> {
         approvals.shrink_to_fit();
         Ok(Desired {
             identities: identities.into_iter().map(|(_, i)| i).collect(),
-            assignments: DesiredAssignments {
-                file: Some(self.file_ref),
-                identities: identity_ids,
-                entitlements: entitlement_names,
+            assignments: DesiredAssignments::new(
+                self.file_ref,
+                identity_ids,
+                entitlement_names,
                 approvals,
                 by_application,
-            },
+            ),
         })
     }
 }
@@ -548,7 +548,7 @@ assignments:
         assert_eq!(d.identities.len(), 2);
         assert_eq!(d.identities[0].source.line, 2);
         assert_eq!(d.identities[1].source.line, 5);
-        let assignments = d.assignments.all();
+        let assignments = d.assignments.all().unwrap();
         assert_eq!(assignments[0].source.line, 12);
         assert_eq!(assignments[1].source.line, 16);
         assert_eq!(d.identities[1].accounts["crm"], "backup-bot");
@@ -637,7 +637,10 @@ assignments:
                 .collect::<Vec<_>>()
         };
         assert_eq!(ids(&yaml), ids(&json));
-        let (y, j) = (yaml.assignments.all(), json.assignments.all());
+        let (y, j) = (
+            yaml.assignments.all().unwrap(),
+            json.assignments.all().unwrap(),
+        );
         // Sorted by (identity, entitlement) whatever the listing order; an
         // escaped string is unescaped; the approval and expiry survive
         // packing.
@@ -667,8 +670,8 @@ assignments:
             v.iter().find(|a| a.identity == id).map(|a| a.source.sha256)
         };
         assert_eq!(digest(&y, "svc-backup"), digest(&j, "svc-backup"));
-        assert_eq!(json.assignments.of_application("crm"), j);
-        assert!(json.assignments.of_application("erp").is_empty());
+        assert_eq!(json.assignments.of_application("crm").unwrap(), j);
+        assert!(json.assignments.of_application("erp").unwrap().is_empty());
     }
 
     #[test]

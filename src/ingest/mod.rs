@@ -180,7 +180,11 @@ fn load_records(
     let (desired_text, digest) = read_text(root, &manifest.desired_state)?;
     known.insert(manifest.desired_state.clone(), digest);
     let desired = match desired::parse(&manifest.desired_state, &desired_text, &app_ids) {
-        Ok(d) => d,
+        Ok(mut d) => {
+            // Out of memory until each application is reconciled.
+            d.assignments.spill();
+            d
+        }
         Err(p) => {
             push_problems(&mut errors, &manifest.desired_state, p);
             desired::Desired::default()

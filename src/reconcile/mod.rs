@@ -263,7 +263,15 @@ impl Prepared {
                     known.get(file).map(|(_, hex)| hex.as_str())
                 });
                 // Unpacked for this application only, dropped with it.
-                let unpacked = self.desired.of_application(&snapshot.application);
+                let unpacked =
+                    self.desired
+                        .of_application(&snapshot.application)
+                        .map_err(|source| IngestError::Io {
+                            path: std::path::PathBuf::from(
+                                "(temporary file of the desired assignments)",
+                            ),
+                            source,
+                        })?;
                 let app_assignments: Vec<&crate::ingest::model::Assignment> =
                     unpacked.iter().collect();
                 let app_changes = changes_by_app
