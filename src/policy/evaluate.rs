@@ -688,7 +688,7 @@ impl Env<'_> {
         let mut reqs: Vec<Req<'a>> = Vec::new();
 
         for c in &part.changes {
-            if self.identity_entities && seen_identities.insert(c.identity.as_str()) {
+            if self.identity_entities && seen_identities.insert(&c.identity) {
                 entities.push(self.identity_entity(&c.identity)?);
             }
             reqs.push(change_req(t, c, &app_uid, tier));
@@ -960,10 +960,10 @@ impl Env<'_> {
         };
         match &req.src {
             Src::Change(c) => Subject {
-                identity: Some(c.identity.clone()),
+                identity: Some(c.identity.to_string()),
                 identity_kind: self.identity_kind(Some(&c.identity)),
-                application: Some(c.application.clone()),
-                entitlement: c.entitlement.clone(),
+                application: Some(c.application.to_string()),
+                entitlement: c.entitlement.as_deref().map(str::to_owned),
                 ..base
             },
             Src::Grant(g, identity) => Subject {
@@ -1197,7 +1197,7 @@ fn change_req<'a>(t: &Types, c: &'a Change, app_uid: &EntityUid, tier: &'a str) 
             ("removal", Val::Bool(c.operation.is_removal())),
             (
                 "entitlement",
-                Val::Str(c.entitlement.clone().unwrap_or_default()),
+                Val::Str(c.entitlement.as_deref().unwrap_or_default().to_owned()),
             ),
             ("status", Val::Str(c.status.as_str().to_owned())),
             ("confirmed", Val::Bool(c.status == ChangeStatus::Confirmed)),

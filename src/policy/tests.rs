@@ -121,7 +121,7 @@ impl Builder {
             operation: op,
             identity: "alice".into(),
             application: APP.into(),
-            entitlement: (!op.is_account_level()).then(|| "ent".to_owned()),
+            entitlement: (!op.is_account_level()).then(|| "ent".into()),
             requester: None,
             approval: None,
             ticket: None,

@@ -8,10 +8,11 @@
 //! confirmation: only `change.confirmed` confirms.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::FastMap;
+use crate::{FastMap, FastSet};
 
 use sha2::{Digest, Sha256};
 
@@ -25,13 +26,13 @@ const MAX_LISTED_REPLAYS: usize = 100;
 #[derive(Clone, Debug)]
 struct Request {
     operation: Operation,
-    identity: String,
-    application: String,
-    entitlement: Option<String>,
-    requester: Option<String>,
+    identity: Arc<str>,
+    application: Arc<str>,
+    entitlement: Option<Arc<str>>,
+    requester: Option<Arc<str>>,
     approval: Option<String>,
     ticket: Option<String>,
-    batch: Option<String>,
+    batch: Option<Arc<str>>,
     at: Timestamp,
     source: SourceRef,
 }
@@ -117,6 +118,9 @@ pub(crate) struct Lifecycles {
     pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
     /// Application id → connector id.
     app_connector: FastMap<String, String>,
+    /// The identities, applications, entitlements, requesters and batches
+    /// of requests, each stored once (millions of changes share them).
+    strings: FastSet<Arc<str>>,
     pub(crate) stats: EventStats,
     pub(crate) anomalies: Vec<Anomaly>,
     listed_replays: usize,
@@ -137,6 +141,7 @@ impl Lifecycles {
             changes: FastMap::default(),
             connectors,
             app_connector,
+            strings: FastSet::default(),
             stats: EventStats::default(),
             anomalies: Vec::new(),
             listed_replays: 0,
@@ -245,13 +250,13 @@ impl Lifecycles {
                 self.touch_app(&application, time);
                 let request = Request {
                     operation,
-                    identity,
-                    application,
-                    entitlement,
-                    requester,
+                    identity: self.intern(identity),
+                    application: self.intern(application),
+                    entitlement: entitlement.map(|e| self.intern(e)),
+                    requester: requester.map(|r| self.intern(r)),
                     approval,
                     ticket,
-                    batch,
+                    batch: batch.map(|b| self.intern(b)),
                     at: time,
                     source: event.source,
                 };
@@ -330,6 +335,18 @@ impl Lifecycles {
         }
     }
 
+    /// `s`, stored once.
+    fn intern(&mut self, s: String) -> Arc<str> {
+        match self.strings.get(s.as_str()) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(s);
+                self.strings.insert(shared.clone());
+                shared
+            }
+        }
+    }
+
     fn touch_app(&mut self, application: &str, time: Timestamp) {
         if let Some(conn) = self.app_connector.get(application) {
             if let Some(c) = self.connectors.get_mut(conn) {
@@ -376,6 +393,7 @@ impl Lifecycles {
         // built, when memory peaks.
         self.seen = FastMap::default();
         self.first_seen = Vec::new();
+        self.strings = FastSet::default();
         let accumulated = std::mem::take(&mut self.changes);
         let mut requested: Vec<(String, Box<Request>, Box<ChangeAcc>)> =
             Vec::with_capacity(accumulated.len());
@@ -398,7 +416,7 @@ impl Lifecycles {
                 |(mut credits, mut early), (key, req, acc)| {
                     // Attempts and outcomes are credited to the application's
                     // connector; every event of a change shows it was alive.
-                    if let Some(conn) = app_connector.get(&req.application) {
+                    if let Some(conn) = app_connector.get(&*req.application) {
                         let seen = acc
                             .attempts
                             .values()

@@ -401,7 +401,7 @@ pub(crate) fn changes_by_app(
 ) -> crate::FastMap<&str, Vec<&model::Change>> {
     let mut out: crate::FastMap<&str, Vec<&model::Change>> = crate::FastMap::default();
     for c in changes {
-        out.entry(c.application.as_str()).or_default().push(c);
+        out.entry(&*c.application).or_default().push(c);
     }
     out
 }
@@ -438,7 +438,7 @@ fn connector_health(
     // Unfinished changes per application, counted once.
     let mut open_by_app: HashMap<&str, (u64, u64)> = HashMap::new();
     for c in changes {
-        let e = open_by_app.entry(c.application.as_str()).or_default();
+        let e = open_by_app.entry(&*c.application).or_default();
         match c.status {
             ChangeStatus::Pending => e.0 += 1,
             ChangeStatus::Failed => e.1 += 1,

@@ -1,6 +1,8 @@
 //! The reconciled state: what the policy stage evaluates and every report
 //! shows. `syncproof reconcile --format json` prints this model as it is.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::ingest::model::{
@@ -96,20 +98,22 @@ pub struct Change {
     pub key: String,
     /// What was asked.
     pub operation: Operation,
-    /// For whom.
-    pub identity: String,
+    /// For whom. (The identity, application, entitlement, requester and
+    /// batch of millions of changes repeat: each distinct value is stored
+    /// once and shared.)
+    pub identity: Arc<str>,
     /// In which application.
-    pub application: String,
+    pub application: Arc<str>,
     /// Which entitlement (absent for account-level operations).
-    pub entitlement: Option<String>,
+    pub entitlement: Option<Arc<str>>,
     /// Who asked.
-    pub requester: Option<String>,
+    pub requester: Option<Arc<str>>,
     /// Approval reference.
     pub approval: Option<String>,
     /// Ticket reference.
     pub ticket: Option<String>,
     /// Bulk-change id.
-    pub batch: Option<String>,
+    pub batch: Option<Arc<str>>,
     /// When it was first requested.
     #[serde(with = "crate::time::rfc3339")]
     pub requested_at: Timestamp,

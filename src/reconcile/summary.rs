@@ -118,7 +118,7 @@ pub fn summarise(r: &Reconciled) -> Summary {
     let mut revoke: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
     for c in &r.changes {
         *s.changes.entry(c.status.as_str().to_owned()).or_default() += 1;
-        let tier = tier_of.get(c.application.as_str()).copied().unwrap_or("");
+        let tier = tier_of.get(&*c.application).copied().unwrap_or("");
         let t = s.tiers.entry(tier.to_owned()).or_default();
         match c.status {
             ChangeStatus::Confirmed => t.confirmed += 1,
