@@ -242,3 +242,32 @@ fn parallel_output_equals_single_threaded_output() {
         assert_eq!(one, run("4"), "{format}: 1 thread vs 4");
     }
 }
+
+/// A JSON desired state holds one document: text after it is refused with
+/// its file, line and column, and `attest` writes nothing.
+#[test]
+fn text_after_a_json_desired_state_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = generate(tmp.path(), "w", 5);
+    let path = out.join("desired/governance.json");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    let lines = text.lines().count();
+    text.push_str("{\"identities\": []}\n");
+    std::fs::write(&path, text).unwrap();
+    let pack = tmp.path().join("pack");
+    let assert = syncproof()
+        .arg("attest")
+        .arg(&out)
+        .arg("--out")
+        .arg(&pack)
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(err.contains("desired/governance.json"), "{err}");
+    assert!(err.contains("trailing characters"), "{err}");
+    assert!(
+        err.contains(&format!("governance.json:{}:", lines + 1)),
+        "{err}"
+    );
+    assert!(!pack.exists(), "a refused collection left a pack behind");
+}
