@@ -230,11 +230,17 @@ impl<'a, 'f> Builder<'a, 'f> {
             )
         };
         let identity = *identity;
-        let next = self.entitlements.len() as u32;
-        let entitlement = *self
-            .entitlements
-            .entry(Box::from(raw.entitlement.as_ref()))
-            .or_insert(next);
+        // Looked up before anything is allocated: a few distinct
+        // entitlements recur millions of times.
+        let entitlement = match self.entitlements.get(raw.entitlement.as_ref()) {
+            Some(&n) => n,
+            None => {
+                let n = self.entitlements.len() as u32;
+                self.entitlements
+                    .insert(Box::from(raw.entitlement.as_ref()), n);
+                n
+            }
+        };
         let approval = match &raw.approval {
             Some(a) => {
                 let n = u32::try_from(self.approvals.push(a) + 1).map_err(|_| too_many())?;
