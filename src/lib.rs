@@ -19,10 +19,11 @@
 //! the wall clock, iterates a hash map into output, or depends on thread order.
 //!
 //! `check` and `attest` run the middle two stages fused, one application at a
-//! time: [`reconcile::prepare`] reads the desired state and folds the sync
-//! logs, then [`policy::reconcile_and_evaluate`] reads each application's
-//! snapshot, reconciles it and decides its subjects at once, keeping only
-//! findings, counts and drift. `reconcile` keeps everything
+//! time: [`reconcile::prepare`] reads the desired state (its assignments
+//! packed and moved to a temporary file, see [`ingest::assignments`]) and
+//! folds the sync logs, then [`policy::reconcile_and_evaluate`] reads each
+//! application's snapshot and assignments, reconciles them and decides its
+//! subjects at once, keeping only findings, counts and drift. `reconcile` keeps everything
 //! ([`reconcile::load_and_run`]); both give the same facts and findings.
 //!
 //! # Exit codes
