@@ -52,15 +52,39 @@ pub(crate) fn parse(
     let (identity_lines, assignment_lines) = (lines("identities"), lines("assignments"));
     let apps: Vec<&str> = applications.iter().map(String::as_str).collect();
     let new_builder = || Builder::new(file, &apps, &identity_lines, &assignment_lines);
-    let mut problems = Problems::default();
-    let builder = match document::parse_seed(file, text, || Document(new_builder())) {
-        Ok(b) => b,
+    finish(document::parse_seed(file, text, || Document(new_builder())))
+}
+
+/// Parses and validates a JSON desired state as it is read from `reader`,
+/// without holding its text: a governance export can be gigabytes.
+/// `reopen` gives the file again, read only to say where a document that
+/// failed to parse went wrong.
+pub(crate) fn parse_json_stream<R: std::io::Read, R2: std::io::Read>(
+    file: &str,
+    reader: R,
+    reopen: impl FnMut() -> std::io::Result<R2>,
+    applications: &BTreeSet<String>,
+) -> Result<Desired, Problems> {
+    let apps: Vec<&str> = applications.iter().map(String::as_str).collect();
+    let new_builder = || Builder::new(file, &apps, &[], &[]);
+    finish(document::parse_json_stream_seed(
+        file,
+        reader,
+        reopen,
+        || Document(new_builder()),
+    ))
+}
+
+/// The desired state from what the document gave, or its problems.
+fn finish(parsed: Result<Builder<'_, '_>, RecordError>) -> Result<Desired, Problems> {
+    match parsed {
+        Ok(b) => b.finish(),
         Err(e) => {
+            let mut problems = Problems::default();
             problems.push(e);
-            return Err(problems);
+            Err(problems)
         }
-    };
-    builder.finish()
+    }
 }
 
 /// What has been read so far.
@@ -761,5 +785,38 @@ assignments:
         }
         let shown = refused("d.yaml", "identities: []\nidentities: []\n");
         assert!(shown.contains("duplicate"), "{shown}");
+    }
+
+    #[test]
+    fn a_json_stream_gives_what_its_text_gives() {
+        let whole = parse("desired.json", GOOD_JSON, &apps()).unwrap();
+        let streamed = parse_json_stream(
+            "desired.json",
+            GOOD_JSON.as_bytes(),
+            || Ok(GOOD_JSON.as_bytes()),
+            &apps(),
+        )
+        .unwrap();
+        assert_eq!(whole.identities, streamed.identities);
+        assert_eq!(
+            whole.assignments.all().unwrap(),
+            streamed.assignments.all().unwrap()
+        );
+        // A bad value is named by its path, line and text, read again.
+        let bad = GOOD_JSON.replace("\"kind\": \"human\"", "\"kind\": 7");
+        let refused = |text: &str| {
+            let p = parse_json_stream("d.json", text.as_bytes(), || Ok(text.as_bytes()), &apps())
+                .unwrap_err();
+            format!(
+                "{:?}",
+                miette::Report::new(p.into_result("d.json").unwrap_err())
+            )
+        };
+        let shown = refused(&bad);
+        assert!(shown.contains("identities[1].kind"), "{shown}");
+        assert!(shown.contains("d.json:5:"), "{shown}");
+        assert!(shown.contains(r#"{"id": "alice", "kind": 7"#), "{shown}");
+        let shown = refused(&format!("{GOOD_JSON} x"));
+        assert!(shown.contains("trailing characters"), "{shown}");
     }
 }

@@ -113,6 +113,61 @@ fn parse_json_seed<'a, S: DeserializeSeed<'a>>(
     Err(RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1))
 }
 
+/// Parses one JSON document as it is read from `reader`, with the seed
+/// `make` gives (see [`parse_seed`]). Nothing of the text is kept. When the
+/// document fails to parse, `reopen` gives the input again, read once more
+/// with the path to each value tracked and then for the failing line's
+/// text.
+pub(crate) fn parse_json_stream_seed<
+    'a,
+    R: std::io::Read,
+    R2: std::io::Read,
+    S: DeserializeSeed<'a>,
+>(
+    file: &str,
+    reader: R,
+    mut reopen: impl FnMut() -> std::io::Result<R2>,
+    mut make: impl FnMut() -> S,
+) -> Result<S::Value, RecordError> {
+    let io_error =
+        |e: std::io::Error| RecordError::in_file(file, format!("cannot be read again: {e}"));
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let first = make()
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+    let first_error = match first {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    // An I/O error has no place in the document.
+    if first_error.is_io() {
+        return Err(RecordError::in_file(
+            file,
+            strip_location(&first_error.to_string()),
+        ));
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let mut de = serde_json::Deserializer::from_reader(reopen().map_err(io_error)?);
+    let parsed = make().deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    let (inner, path) = match parsed.and_then(|v| de.end().map(|()| v)) {
+        Ok(v) => return Ok(v),
+        Err(e) => (e, track.path().to_string()),
+    };
+    let line = inner.line() as u64;
+    let col = inner.column().saturating_sub(1);
+    let message = strip_location(&inner.to_string());
+    let msg = if path == "." {
+        message
+    } else {
+        format!("{path}: {message}")
+    };
+    let text_line = std::io::BufRead::lines(std::io::BufReader::new(reopen().map_err(io_error)?))
+        .nth(inner.line().saturating_sub(1))
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Err(RecordError::at_line(file, line, msg).with_snippet(&text_line, col, 1))
+}
+
 /// Drops the " at line X column Y" suffix parsers append; we report the
 /// location ourselves.
 pub(crate) fn strip_location(message: &str) -> String {

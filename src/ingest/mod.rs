@@ -177,9 +177,9 @@ fn load_records(
     let mut errors = Vec::new();
     let mut known = Known::new();
 
-    let (desired_text, digest) = read_text(root, &manifest.desired_state)?;
+    let (parsed, digest) = read_desired(root, &manifest.desired_state, &app_ids)?;
     known.insert(manifest.desired_state.clone(), digest);
-    let desired = match desired::parse(&manifest.desired_state, &desired_text, &app_ids) {
+    let desired = match parsed {
         Ok(mut d) => {
             // Out of memory until each application is reconciled.
             d.assignments.spill();
@@ -190,10 +190,6 @@ fn load_records(
             desired::Desired::default()
         }
     };
-    // The text is not needed once parsed; do not hold it while the
-    // snapshots are read.
-    drop(desired_text);
-
     if defer_snapshots {
         error::combine(errors)?;
         let specs = std::mem::take(&mut manifest.snapshots);
@@ -245,6 +241,38 @@ fn collection_of(
         exceptions: manifest.exceptions,
         inputs: Vec::new(),
     }
+}
+
+/// The desired state, or the problems of its file.
+type DesiredOutcome = Result<desired::Desired, Problems>;
+
+/// Reads and parses the desired state, with the file's size and SHA-256.
+/// JSON is parsed as it is read (a governance export can be gigabytes, and
+/// its text is then never held); YAML is read whole.
+fn read_desired(
+    root: &Path,
+    rel: &str,
+    applications: &BTreeSet<String>,
+) -> Result<(DesiredOutcome, (u64, String)), IngestError> {
+    if !rel.ends_with(".json") {
+        let (text, digest) = read_text(root, rel)?;
+        return Ok((desired::parse(rel, &text, applications), digest));
+    }
+    let path = root.join(rel);
+    let io = |source| IngestError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut hashing = digest::HashingReader::new(std::fs::File::open(&path).map_err(io)?);
+    let parsed = desired::parse_json_stream(
+        rel,
+        std::io::BufReader::with_capacity(1 << 16, &mut hashing),
+        || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 16, f)),
+        applications,
+    );
+    // The digest covers the whole file, read to its end.
+    let digest = hashing.finish().map_err(io)?;
+    Ok((parsed, digest))
 }
 
 /// Reads and parses one application's snapshot; returns it (or the problems
