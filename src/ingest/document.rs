@@ -98,7 +98,16 @@ fn parse_json_seed<'a, S: DeserializeSeed<'a>>(
         Ok(v) => return Ok(v),
         Err(e) => (e, track.path().to_string()),
     };
-    let line = inner.line() as u64;
+    let text_line = text
+        .lines()
+        .nth(inner.line().saturating_sub(1))
+        .unwrap_or("");
+    Err(json_error(file, &inner, &path, text_line))
+}
+
+/// The error of a JSON document that failed at `path` (`.` for the whole
+/// document), with the text of the failing line.
+fn json_error(file: &str, inner: &serde_json::Error, path: &str, text_line: &str) -> RecordError {
     let col = inner.column().saturating_sub(1);
     let message = strip_location(&inner.to_string());
     let msg = if path == "." {
@@ -106,11 +115,7 @@ fn parse_json_seed<'a, S: DeserializeSeed<'a>>(
     } else {
         format!("{path}: {message}")
     };
-    let text_line = text
-        .lines()
-        .nth(inner.line().saturating_sub(1))
-        .unwrap_or("");
-    Err(RecordError::at_line(file, line, msg).with_snippet(text_line, col, 1))
+    RecordError::at_line(file, inner.line() as u64, msg).with_snippet(text_line, col, 1)
 }
 
 /// Parses one JSON document as it is read from `reader`, with the seed
@@ -153,19 +158,11 @@ pub(crate) fn parse_json_stream_seed<
         Ok(v) => return Ok(v),
         Err(e) => (e, track.path().to_string()),
     };
-    let line = inner.line() as u64;
-    let col = inner.column().saturating_sub(1);
-    let message = strip_location(&inner.to_string());
-    let msg = if path == "." {
-        message
-    } else {
-        format!("{path}: {message}")
-    };
     let text_line = std::io::BufRead::lines(std::io::BufReader::new(reopen().map_err(io_error)?))
         .nth(inner.line().saturating_sub(1))
         .and_then(Result::ok)
         .unwrap_or_default();
-    Err(RecordError::at_line(file, line, msg).with_snippet(&text_line, col, 1))
+    Err(json_error(file, &inner, &path, &text_line))
 }
 
 /// Drops the " at line X column Y" suffix parsers append; we report the
