@@ -40,6 +40,7 @@ pub mod generate;
 pub mod ingest;
 pub mod policy;
 pub mod reconcile;
+pub mod strings;
 pub mod time;
 
 /// A hash map for hot lookups of in-memory keys: foldhash (the hasher

@@ -31,7 +31,8 @@ use quick_xml::escape::escape;
 use super::assessment::{Assessment, PolicyResult};
 use super::formats::FormatError;
 use crate::policy::findings::{Evaluation, Finding, SubjectKind};
-use crate::policy::subjects::{EvaluatedSubjects, IdList};
+use crate::policy::subjects::EvaluatedSubjects;
+use crate::strings::StrList;
 
 /// Whether some finding of a test case is not excepted: it fails.
 fn is_failure(findings: &[&Finding]) -> bool {
@@ -50,7 +51,7 @@ struct Suite<'a> {
     policy: &'a PolicyResult,
     /// The evaluated subjects of each kind the policy applies to, each
     /// sorted.
-    runs: Vec<&'a IdList>,
+    runs: Vec<&'a StrList>,
     /// The subjects with findings of this policy, sorted by id, each with its
     /// findings in assessment order.
     found: Vec<(&'a str, Vec<&'a Finding>)>,
@@ -78,7 +79,7 @@ impl<'a> Suite<'a> {
 /// `BTreeSet` gives, without building one).
 struct Names<'a, 's> {
     /// Each run, with the position of what is left of it.
-    runs: Vec<(&'a IdList, usize)>,
+    runs: Vec<(&'a StrList, usize)>,
     /// What is left of the finding subjects.
     found: &'s [(&'a str, Vec<&'a Finding>)],
     /// The id returned last, to skip duplicates.

@@ -23,36 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use super::digest::Sha256Digest;
 use super::model::{Assignment, SourceRef};
+use crate::strings::StrList;
 use crate::time::Timestamp;
-
-/// Strings stored one after another in one buffer, each found by its index.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct StrTable {
-    text: String,
-    /// Where each string ends in `text`.
-    ends: Vec<usize>,
-}
-
-impl StrTable {
-    /// Appends `s`; returns its index.
-    pub(crate) fn push(&mut self, s: &str) -> usize {
-        self.text.push_str(s);
-        self.ends.push(self.text.len());
-        self.ends.len() - 1
-    }
-
-    /// The string at index `i`.
-    pub(crate) fn get(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
-    }
-
-    /// Frees the room grown into but not used.
-    pub(crate) fn shrink_to_fit(&mut self) {
-        self.text.shrink_to_fit();
-        self.ends.shrink_to_fit();
-    }
-}
 
 /// One assignment, packed. `identity` and `entitlement` index sorted tables,
 /// so comparing them orders records as comparing the strings would.
@@ -76,11 +48,11 @@ pub struct DesiredAssignments {
     /// The desired-state file, for each record's [`SourceRef`].
     file: Option<Arc<str>>,
     /// Identity ids, sorted.
-    identities: StrTable,
+    identities: StrList,
     /// Distinct entitlements, sorted.
-    entitlements: StrTable,
+    entitlements: StrList,
     /// Approvals, in the order they were read.
-    approvals: StrTable,
+    approvals: StrList,
     /// Applications (sorted by id) with their records, sorted by
     /// (identity, entitlement); applications without assignments are left
     /// out. Emptied by [`Self::spill`].
@@ -167,9 +139,9 @@ impl DesiredAssignments {
     /// (identity, entitlement)), with the tables their indices point into.
     pub(crate) fn new(
         file: Arc<str>,
-        identities: StrTable,
-        entitlements: StrTable,
-        approvals: StrTable,
+        identities: StrList,
+        entitlements: StrList,
+        approvals: StrList,
         by_application: Vec<(String, Vec<Packed>)>,
     ) -> Self {
         DesiredAssignments {
@@ -241,7 +213,7 @@ impl DesiredAssignments {
                 {
                     Ok(i) => {
                         let (app, records) = &self.by_application[i];
-                        self.unpack(app, records)
+                        self.unpack(app, records)?
                     }
                     Err(_) => Vec::new(),
                 },
@@ -270,7 +242,7 @@ impl DesiredAssignments {
                 Err(_) => Err(io::Error::from(io::ErrorKind::InvalidData)),
             })
             .collect::<io::Result<Vec<Packed>>>()?;
-        Ok(self.unpack(app, &records))
+        self.unpack(app, &records)
     }
 
     /// Every assignment, sorted by (application, identity, entitlement).
@@ -286,24 +258,37 @@ impl DesiredAssignments {
         Ok(out)
     }
 
-    fn unpack(&self, application: &str, records: &[Packed]) -> Vec<Assignment> {
+    /// `records` as assignments. An index with no string behind it (a
+    /// corrupt temporary file) is an error.
+    fn unpack(&self, application: &str, records: &[Packed]) -> io::Result<Vec<Assignment>> {
         let file: Arc<str> = self.file.clone().unwrap_or_else(|| Arc::from(""));
+        let string = |table: &'_ StrList, i: usize| -> io::Result<String> {
+            table.get(i).map(str::to_owned).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a spilled assignment is corrupt",
+                )
+            })
+        };
         records
             .iter()
-            .map(|p| Assignment {
-                identity: self.identities.get(p.identity as usize).to_owned(),
-                application: application.to_owned(),
-                entitlement: self.entitlements.get(p.entitlement as usize).to_owned(),
-                granted_at: p.granted_at,
-                expires_at: p.expires_at,
-                approval: p
-                    .approval
-                    .map(|a| self.approvals.get(a.get() as usize - 1).to_owned()),
-                source: SourceRef {
-                    file: file.clone(),
-                    line: p.line,
-                    sha256: p.sha256,
-                },
+            .map(|p| {
+                Ok(Assignment {
+                    identity: string(&self.identities, p.identity as usize)?,
+                    application: application.to_owned(),
+                    entitlement: string(&self.entitlements, p.entitlement as usize)?,
+                    granted_at: p.granted_at,
+                    expires_at: p.expires_at,
+                    approval: p
+                        .approval
+                        .map(|a| string(&self.approvals, a.get() as usize - 1))
+                        .transpose()?,
+                    source: SourceRef {
+                        file: file.clone(),
+                        line: p.line,
+                        sha256: p.sha256,
+                    },
+                })
             })
             .collect()
     }
@@ -357,12 +342,12 @@ mod tests {
             let back = Packed::decode(&buf.as_slice().try_into().unwrap()).unwrap();
             assert_eq!(&back, r);
         }
-        let mut identities = StrTable::default();
+        let mut identities = StrList::default();
         identities.push("alice");
         identities.push("bob");
-        let mut entitlements = StrTable::default();
+        let mut entitlements = StrList::default();
         entitlements.push("admin");
-        let mut approvals = StrTable::default();
+        let mut approvals = StrList::default();
         approvals.push("APR-1");
         let mut records = records.to_vec();
         records[0].entitlement = 0;
@@ -384,14 +369,5 @@ mod tests {
         assert_eq!(after.2, 3);
         assert!(d.of_application("nope").unwrap().is_empty());
         assert_eq!(after.0[0].approval.as_deref(), Some("APR-1"));
-    }
-
-    #[test]
-    fn a_string_table_gives_back_what_was_pushed() {
-        let mut t = StrTable::default();
-        assert_eq!(t.push("alice"), 0);
-        assert_eq!(t.push(""), 1);
-        assert_eq!(t.push("bob"), 2);
-        assert_eq!((t.get(0), t.get(1), t.get(2)), ("alice", "", "bob"));
     }
 }

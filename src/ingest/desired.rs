@@ -17,12 +17,13 @@ use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::assignments::{DesiredAssignments, Packed, StrTable};
+use super::assignments::{DesiredAssignments, Packed};
 use super::digest::Sha256Digest;
 use super::document;
 use super::error::{Problems, RecordError};
 use super::model::{Identity, IdentityKind, SourceRef};
 use super::raw::{RawAssignment, RawIdentity};
+use crate::strings::StrList;
 use crate::time::parse_timestamp;
 use crate::FastMap;
 
@@ -107,7 +108,7 @@ struct Builder<'a, 'f> {
     pending: Vec<(usize, RawAssignment<'a>)>,
     /// Entitlements in the order met, by name.
     entitlements: FastMap<Box<str>, u32>,
-    approvals: StrTable,
+    approvals: StrList,
     /// Valid assignments per application (by position in `apps`), with
     /// identities and entitlements numbered in the order met.
     by_app: Vec<Vec<Packed>>,
@@ -139,7 +140,7 @@ impl<'a, 'f> Builder<'a, 'f> {
             identities_read: false,
             pending: Vec::new(),
             entitlements: FastMap::default(),
-            approvals: StrTable::default(),
+            approvals: StrList::default(),
             by_app: vec![Vec::new(); apps.len()],
             bad: Vec::new(),
         }
@@ -299,7 +300,7 @@ impl<'a, 'f> Builder<'a, 'f> {
         let mut identities: Vec<(u32, Identity)> = self.identities.into_values().collect();
         identities.sort_unstable_by(|(_, a), (_, b)| a.id.cmp(&b.id));
         let mut identity_rank = vec![0u32; identities.len()];
-        let mut identity_ids = StrTable::default();
+        let mut identity_ids = StrList::default();
         for (rank, (n, identity)) in identities.iter().enumerate() {
             identity_rank[*n as usize] = rank as u32;
             identity_ids.push(&identity.id);
@@ -307,7 +308,7 @@ impl<'a, 'f> Builder<'a, 'f> {
         let mut entitlements: Vec<(Box<str>, u32)> = self.entitlements.into_iter().collect();
         entitlements.sort_unstable();
         let mut entitlement_rank = vec![0u32; entitlements.len()];
-        let mut entitlement_names = StrTable::default();
+        let mut entitlement_names = StrList::default();
         for (rank, (name, n)) in entitlements.iter().enumerate() {
             entitlement_rank[*n as usize] = rank as u32;
             entitlement_names.push(name);
@@ -337,8 +338,13 @@ impl<'a, 'f> Builder<'a, 'f> {
                             format!("assignments[{i}]"),
                             format!(
                                 "assignment of `{}` to `{}` in `{}` is listed twice",
-                                entitlement_names.get(later.entitlement as usize),
-                                identity_ids.get(later.identity as usize),
+                                // Ranks index the tables built just above.
+                                entitlement_names
+                                    .get(later.entitlement as usize)
+                                    .unwrap_or_default(),
+                                identity_ids
+                                    .get(later.identity as usize)
+                                    .unwrap_or_default(),
                                 app
                             ),
                         ),

@@ -4,7 +4,7 @@
 //! A W10 `attest` evaluates 16.5 million subjects. Kept as a `(kind,
 //! String)` each, the list cost a heap string per id, a 16.5-million-entry
 //! sort of scattered strings at the end, and about 1.3 GiB. Here each kind's
-//! ids are written one after another into one buffer ([`IdList`]); each
+//! ids are written one after another into one buffer ([`StrList`]); each
 //! application's lists are sorted by the thread that evaluated it, and
 //! [`EvaluatedSubjects::merge`] joins them: application runs of grants,
 //! assignments and accounts do not overlap (their ids start with the
@@ -17,97 +17,12 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::findings::SubjectKind;
-
-/// Subject ids, one after another in one buffer.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct IdList {
-    text: String,
-    /// Where each id ends in `text`.
-    ends: Vec<usize>,
-}
-
-impl std::fmt::Debug for IdList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-impl IdList {
-    /// How many ids.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The id at `i`, if there is one.
-    pub fn get(&self, i: usize) -> Option<&str> {
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.text.get(start..end)
-    }
-
-    /// The ids in order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        let mut start = 0;
-        self.ends.iter().map(move |&end| {
-            let id = &self.text[start..end];
-            start = end;
-            id
-        })
-    }
-
-    /// Appends `id`.
-    pub fn push(&mut self, id: &str) {
-        self.push_with(|s| s.push_str(id));
-    }
-
-    /// Appends the id `write` writes (straight into the buffer).
-    pub fn push_with(&mut self, write: impl FnOnce(&mut String)) {
-        write(&mut self.text);
-        self.ends.push(self.text.len());
-    }
-
-    fn is_sorted(&self) -> bool {
-        let mut ids = self.iter();
-        let Some(mut last) = ids.next() else {
-            return true;
-        };
-        for id in ids {
-            if id < last {
-                return false;
-            }
-            last = id;
-        }
-        true
-    }
-
-    /// The same ids, sorted (equal ids cannot be told apart, so the order
-    /// among them does not matter).
-    fn into_sorted(self) -> IdList {
-        if self.is_sorted() {
-            return self;
-        }
-        let mut ids: Vec<&str> = self.iter().collect();
-        ids.par_sort_unstable();
-        let mut out = IdList {
-            text: String::with_capacity(self.text.len()),
-            ends: Vec::with_capacity(self.ends.len()),
-        };
-        for id in ids {
-            out.push(id);
-        }
-        out
-    }
-}
+use crate::strings::StrList;
 
 /// Every subject evaluated, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EvaluatedSubjects {
-    kinds: BTreeMap<SubjectKind, IdList>,
+    kinds: BTreeMap<SubjectKind, StrList>,
 }
 
 impl EvaluatedSubjects {
@@ -117,23 +32,23 @@ impl EvaluatedSubjects {
     }
 
     /// The list of `kind`, to append to.
-    pub fn list_mut(&mut self, kind: SubjectKind) -> &mut IdList {
+    pub fn list_mut(&mut self, kind: SubjectKind) -> &mut StrList {
         self.kinds.entry(kind).or_default()
     }
 
     /// The ids of `kind` (sorted, if [`Self::is_sorted`]).
-    pub fn of_kind(&self, kind: SubjectKind) -> Option<&IdList> {
+    pub fn of_kind(&self, kind: SubjectKind) -> Option<&StrList> {
         self.kinds.get(&kind).filter(|l| !l.is_empty())
     }
 
     /// How many ids, of all kinds.
     pub fn len(&self) -> usize {
-        self.kinds.values().map(IdList::len).sum()
+        self.kinds.values().map(StrList::len).sum()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.kinds.values().all(IdList::is_empty)
+        self.kinds.values().all(StrList::is_empty)
     }
 
     /// Every `(kind, id)`, by kind, each kind in list order.
@@ -145,7 +60,7 @@ impl EvaluatedSubjects {
 
     /// Whether each kind's ids are sorted.
     pub fn is_sorted(&self) -> bool {
-        self.kinds.values().all(IdList::is_sorted)
+        self.kinds.values().all(StrList::is_sorted)
     }
 
     /// Sorts each kind's ids.
@@ -158,7 +73,7 @@ impl EvaluatedSubjects {
     /// Joins `parts`, each sorted, into one sorted list (see the module
     /// documentation). Each kind is joined on its own thread.
     pub fn merge(parts: Vec<EvaluatedSubjects>) -> EvaluatedSubjects {
-        let mut runs: BTreeMap<SubjectKind, Vec<IdList>> = BTreeMap::new();
+        let mut runs: BTreeMap<SubjectKind, Vec<StrList>> = BTreeMap::new();
         for part in parts {
             for (kind, list) in part.kinds {
                 if !list.is_empty() {
@@ -171,14 +86,12 @@ impl EvaluatedSubjects {
             .map(|(kind, mut lists)| {
                 // Runs that do not overlap are then in order.
                 lists.sort_by(|a, b| a.get(0).cmp(&b.get(0)));
-                let mut joined = IdList {
-                    text: String::with_capacity(lists.iter().map(|l| l.text.len()).sum()),
-                    ends: Vec::with_capacity(lists.iter().map(IdList::len).sum()),
-                };
+                let mut joined = StrList::with_capacity(
+                    lists.iter().map(StrList::len).sum(),
+                    lists.iter().map(StrList::bytes).sum(),
+                );
                 for list in lists {
-                    let base = joined.text.len();
-                    joined.text.push_str(&list.text);
-                    joined.ends.extend(list.ends.iter().map(|e| e + base));
+                    joined.append(&list);
                 }
                 (kind, joined.into_sorted())
             })
@@ -191,20 +104,6 @@ impl EvaluatedSubjects {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn ids_come_back_as_pushed() {
-        let mut l = IdList::default();
-        l.push("b");
-        l.push("");
-        l.push_with(|s| s.push_str("a/é"));
-        assert_eq!(l.iter().collect::<Vec<_>>(), ["b", "", "a/é"]);
-        assert_eq!(
-            (l.get(0), l.get(1), l.get(2), l.get(3)),
-            (Some("b"), Some(""), Some("a/é"), None)
-        );
-        assert_eq!(format!("{l:?}"), r#"["b", "", "a/é"]"#);
-    }
 
     proptest! {
         /// Whatever the ids and however they are split into parts, the

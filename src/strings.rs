@@ -1,0 +1,148 @@
+//! Strings stored one after another in one buffer, found by index: a
+//! string per record costs a heap allocation and its header, millions of
+//! times over. Used for the JUnit subject list and the string tables of the
+//! packed desired assignments.
+
+use rayon::prelude::*;
+
+/// Strings one after another in one buffer.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StrList {
+    text: String,
+    /// Where each id ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl std::fmt::Debug for StrList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl StrList {
+    /// How many strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The string at `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.get(start..end)
+    }
+
+    /// The strings in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let id = &self.text[start..end];
+            start = end;
+            id
+        })
+    }
+
+    /// Appends `s`; returns its index.
+    pub fn push(&mut self, s: &str) -> usize {
+        self.push_with(|t| t.push_str(s));
+        self.ends.len() - 1
+    }
+
+    /// Appends the string `write` writes (straight into the buffer).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        self.ends.push(self.text.len());
+    }
+
+    /// Whether the strings are in order.
+    pub fn is_sorted(&self) -> bool {
+        let mut ids = self.iter();
+        let Some(mut last) = ids.next() else {
+            return true;
+        };
+        for id in ids {
+            if id < last {
+                return false;
+            }
+            last = id;
+        }
+        true
+    }
+
+    /// The same strings, sorted (equal strings cannot be told apart, so the
+    /// order among them does not matter).
+    pub fn into_sorted(self) -> StrList {
+        if self.is_sorted() {
+            return self;
+        }
+        let mut ids: Vec<&str> = self.iter().collect();
+        ids.par_sort_unstable();
+        let mut out = StrList {
+            text: String::with_capacity(self.text.len()),
+            ends: Vec::with_capacity(self.ends.len()),
+        };
+        for id in ids {
+            out.push(id);
+        }
+        out
+    }
+
+    /// Appends every string of `other`, in order.
+    pub fn append(&mut self, other: &StrList) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// An empty list with room for `strings` strings of `bytes` bytes in all.
+    pub fn with_capacity(strings: usize, bytes: usize) -> StrList {
+        StrList {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(strings),
+        }
+    }
+
+    /// How many bytes the strings take together.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Frees the room grown into but not used.
+    pub fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_come_back_as_pushed() {
+        let mut l = StrList::default();
+        assert_eq!(l.push("b"), 0);
+        assert_eq!(l.push(""), 1);
+        l.push_with(|s| s.push_str("a/é"));
+        assert_eq!(l.iter().collect::<Vec<_>>(), ["b", "", "a/é"]);
+        assert_eq!(
+            (l.get(0), l.get(1), l.get(2), l.get(3)),
+            (Some("b"), Some(""), Some("a/é"), None)
+        );
+        assert_eq!(format!("{l:?}"), r#"["b", "", "a/é"]"#);
+        let mut joined = StrList::with_capacity(4, 8);
+        joined.push("z");
+        joined.append(&l);
+        assert_eq!(joined.iter().collect::<Vec<_>>(), ["z", "b", "", "a/é"]);
+        assert!(!joined.is_sorted());
+        assert_eq!(
+            joined.into_sorted().iter().collect::<Vec<_>>(),
+            ["", "a/é", "b", "z"]
+        );
+    }
+}
