@@ -6,35 +6,131 @@
 //! identical `source` and `id` are duplicates"). A change re-requested under
 //! the same idempotency key is one change. A successful delivery is not a
 //! confirmation: only `change.confirmed` confirms.
+//!
+//! One change's events can be in any log, so no change is known to be
+//! complete before the last line is read. Rather than hold every change's
+//! events until then, each change event is written, in read order, to one of
+//! [`BUCKETS`] temporary buckets chosen by its idempotency key; once every
+//! line is read, the buckets are folded one at a time (two at once on two
+//! cores), and each folded change goes to a [`ChangeStore`] on disk, indexed
+//! by application. Memory holds one bucket's changes at a time, not all.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::io;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use crate::{FastMap, FastSet};
+use crate::FastMap;
 
 use sha2::{Digest, Sha256};
 
-use super::model::{Anomaly, AnomalyKind, Change, ChangeStatus, EventStats};
+use super::model::{
+    Anomaly, AnomalyKind, Change, ChangeFigure as Figure, ChangeStatus, EventStats,
+};
+use super::spool::Spool;
+use crate::ingest::digest::Sha256Digest;
 use crate::ingest::model::{AttemptOutcome, ConfirmMethod, Event, EventBody, Operation, SourceRef};
 use crate::time::{format_timestamp, Span, Timestamp};
 
 /// The most replays listed one by one as anomalies; all are counted.
 const MAX_LISTED_REPLAYS: usize = 100;
 
-#[derive(Clone, Debug)]
+/// How many buckets the change events are spread over: each holds about
+/// 1/64 of the changes when it is folded.
+pub(crate) const BUCKETS: usize = 64;
+
+/// An instant as stored: seconds and nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Instant(i64, u32);
+
+impl Instant {
+    fn of(t: &Timestamp) -> Self {
+        Instant(t.timestamp(), t.timestamp_subsec_nanos())
+    }
+
+    fn get(self) -> io::Result<Timestamp> {
+        chrono::DateTime::from_timestamp(self.0, self.1).ok_or_else(|| corrupt("an instant"))
+    }
+}
+
+/// Where a record was read: the log file (an index into the files read),
+/// the line and the line's SHA-256.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Place {
+    file: u32,
+    line: u64,
+    sha256: [u8; 32],
+}
+
+impl Place {
+    fn source(&self, files: &[Arc<str>]) -> io::Result<SourceRef> {
+        Ok(SourceRef {
+            file: files
+                .get(self.file as usize)
+                .ok_or_else(|| corrupt("a log file index"))?
+                .clone(),
+            line: self.line,
+            sha256: Sha256Digest::from_bytes(self.sha256),
+        })
+    }
+}
+
+/// A change event as written to its bucket.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    key: String,
+    time: Instant,
+    place: Place,
+    event: ChangeEvent,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ChangeEvent {
+    Requested {
+        operation: Operation,
+        identity: String,
+        application: String,
+        entitlement: Option<String>,
+        requester: Option<String>,
+        approval: Option<String>,
+        ticket: Option<String>,
+        batch: Option<String>,
+    },
+    Attempted {
+        attempt: u32,
+        outcome: AttemptOutcome,
+        error: Option<String>,
+    },
+    Confirmed {
+        method: ConfirmMethod,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+fn corrupt(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("a temporary file of change events holds a bad record ({what})"),
+    )
+}
+
+#[derive(Debug)]
 struct Request {
     operation: Operation,
-    identity: Arc<str>,
-    application: Arc<str>,
-    entitlement: Option<Arc<str>>,
-    requester: Option<Arc<str>>,
+    identity: String,
+    application: String,
+    entitlement: Option<String>,
+    requester: Option<String>,
     approval: Option<String>,
     ticket: Option<String>,
-    batch: Option<Arc<str>>,
+    batch: Option<String>,
     at: Timestamp,
-    source: SourceRef,
+    place: Place,
 }
 
 #[derive(Debug, Default)]
@@ -42,32 +138,30 @@ struct ChangeAcc {
     request: Option<Box<Request>>,
     redeliveries: u32,
     attempts: Attempts,
-    confirmed: Option<(Timestamp, ConfirmMethod, SourceRef)>,
-    /// Boxed: few changes fail, and inline it would take 96 bytes of every
-    /// accumulator.
-    failed: Option<Box<(Timestamp, String, SourceRef)>>,
+    confirmed: Option<(Timestamp, ConfirmMethod, Place)>,
+    /// Boxed: few changes fail.
+    failed: Option<Box<(Timestamp, String, Place)>>,
 }
 
 impl ChangeAcc {
     /// Where each event after the request was read: the attempts in
     /// attempt order, then the confirmation and the failure.
-    fn event_refs(&self) -> impl Iterator<Item = SourceRef> + '_ {
+    fn event_places(&self) -> impl Iterator<Item = Place> + '_ {
         self.attempts
             .values()
-            .map(|a| a.3.clone())
-            .chain(self.confirmed.as_ref().map(|c| c.2.clone()))
-            .chain(self.failed.as_ref().map(|f| f.2.clone()))
+            .map(|a| a.3)
+            .chain(self.confirmed.as_ref().map(|c| c.2))
+            .chain(self.failed.as_ref().map(|f| f.2))
     }
 }
 
 /// One delivery attempt: when, its outcome, its error and where it was read.
-type Attempt = (Timestamp, AttemptOutcome, Option<String>, SourceRef);
+type Attempt = (Timestamp, AttemptOutcome, Option<String>, Place);
 
 /// A change's delivery attempts by attempt number, the first copy of each
 /// number kept, in attempt order. A sorted vector rather than a `BTreeMap`:
 /// a change has a few attempts, and a map's first node (room for eleven)
-/// costs about a kilobyte per change, millions of times over. The vector
-/// grows one attempt at a time for the same reason.
+/// costs about a kilobyte per change.
 #[derive(Debug, Default)]
 struct Attempts(Vec<(u32, Attempt)>);
 
@@ -75,10 +169,6 @@ impl Attempts {
     /// Records attempt `n` unless an attempt with that number is known.
     fn insert_first(&mut self, n: u32, attempt: Attempt) {
         if let Err(i) = self.0.binary_search_by_key(&n, |(k, _)| *k) {
-            // Room for exactly one more: a vector's first push makes room
-            // for four (416 bytes), and most changes have one or two
-            // attempts, millions of times over.
-            self.0.reserve_exact(1);
             self.0.insert(i, (n, attempt));
         }
     }
@@ -115,19 +205,15 @@ pub(crate) struct Lifecycles {
     /// Kept compact: one entry per distinct event.
     first_seen: Vec<(u32, u32)>,
     /// Log file names, interned.
-    files: Vec<std::sync::Arc<str>>,
-    /// Boxed: the table then holds a pointer per change, not the whole
-    /// accumulator (it keeps room for an eighth more entries than it holds,
-    /// and is allocated in powers of two), and `finish` frees each one as
-    /// it turns it into a [`Change`].
-    changes: FastMap<String, Box<ChangeAcc>>,
+    files: Vec<Arc<str>>,
+    /// The change events, in read order, bucketed by idempotency key.
+    buckets: Vec<Spool>,
+    /// The first error writing a bucket, reported by `finish`.
+    spill_error: Option<io::Error>,
     /// Connector activity by connector id.
     pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
     /// Application id → connector id.
     app_connector: FastMap<String, String>,
-    /// The identities, applications, entitlements, requesters and batches
-    /// of requests, each stored once (millions of changes share them).
-    strings: FastSet<Arc<str>>,
     pub(crate) stats: EventStats,
     pub(crate) anomalies: Vec<Anomaly>,
     listed_replays: usize,
@@ -145,10 +231,10 @@ impl Lifecycles {
             seen: FastMap::default(),
             first_seen: Vec::new(),
             files: Vec::new(),
-            changes: FastMap::default(),
+            buckets: (0..BUCKETS).map(|_| Spool::new()).collect(),
+            spill_error: None,
             connectors,
             app_connector,
-            strings: FastSet::default(),
             stats: EventStats::default(),
             anomalies: Vec::new(),
             listed_replays: 0,
@@ -242,7 +328,12 @@ impl Lifecycles {
             }
         }
         let time = event.time;
-        match event.body {
+        let place = Place {
+            file: file_idx as u32,
+            line: event.source.line,
+            sha256: *event.source.sha256.as_bytes(),
+        };
+        let (key, event) = match event.body {
             EventBody::ChangeRequested {
                 idempotency_key,
                 operation,
@@ -255,81 +346,50 @@ impl Lifecycles {
                 batch,
             } => {
                 self.touch_app(&application, time);
-                let request = Request {
-                    operation,
-                    identity: self.intern(identity),
-                    application: self.intern(application),
-                    entitlement: entitlement.map(|e| self.intern(e)),
-                    requester: requester.map(|r| self.intern(r)),
-                    approval,
-                    ticket,
-                    batch: batch.map(|b| self.intern(b)),
-                    at: time,
-                    source: event.source,
-                };
-                let acc = self.changes.entry(idempotency_key.clone()).or_default();
-                match &mut acc.request {
-                    None => acc.request = Some(Box::new(request)),
-                    Some(first) => {
-                        self.stats.redeliveries += 1;
-                        acc.redeliveries += 1;
-                        if first.operation != request.operation
-                            || first.identity != request.identity
-                            || first.application != request.application
-                            || first.entitlement != request.entitlement
-                        {
-                            self.anomalies.push(Anomaly {
-                                kind: AnomalyKind::IdempotencyConflict,
-                                subject: idempotency_key.clone(),
-                                detail: format!(
-                                    "re-requested under the same idempotency key `{idempotency_key}` with different content; the earliest request is used"
-                                ),
-                                evidence: vec![first.source.clone(), request.source.clone()],
-                            });
-                        }
-                        // The earliest request defines the change.
-                        if request.at < first.at {
-                            **first = request;
-                        }
-                    }
-                }
+                (
+                    idempotency_key,
+                    ChangeEvent::Requested {
+                        operation,
+                        identity,
+                        application,
+                        entitlement,
+                        requester,
+                        approval,
+                        ticket,
+                        batch,
+                    },
+                )
             }
+            // Failed attempts are credited to a connector once the request
+            // (and so the application) is known.
             EventBody::DeliveryAttempted {
                 idempotency_key,
                 attempt,
                 outcome,
                 error,
-            } => {
-                // Failed attempts are credited to a connector in `finish`,
-                // once the request (and so the application) is known.
-                let acc = self.changes.entry(idempotency_key).or_default();
-                acc.attempts
-                    .insert_first(attempt, (time, outcome, error, event.source));
-            }
+            } => (
+                idempotency_key,
+                ChangeEvent::Attempted {
+                    attempt,
+                    outcome,
+                    error,
+                },
+            ),
             EventBody::ChangeConfirmed {
                 idempotency_key,
                 method,
-            } => {
-                let acc = self.changes.entry(idempotency_key).or_default();
-                if acc.confirmed.as_ref().is_none_or(|(t, _, _)| time < *t) {
-                    acc.confirmed = Some((time, method, event.source));
-                }
-            }
+            } => (idempotency_key, ChangeEvent::Confirmed { method }),
             EventBody::ChangeFailed {
                 idempotency_key,
                 reason,
-            } => {
-                let acc = self.changes.entry(idempotency_key).or_default();
-                if acc.failed.as_ref().is_none_or(|f| time < f.0) {
-                    acc.failed = Some(Box::new((time, reason, event.source)));
-                }
-            }
+            } => (idempotency_key, ChangeEvent::Failed { reason }),
             EventBody::Heartbeat { connector } => {
                 let c = self.connectors.entry(connector).or_default();
                 if c.last_heartbeat.as_ref().is_none_or(|(t, _)| time > *t) {
                     c.last_heartbeat = Some((time, event.source));
                 }
                 c.last_seen = c.last_seen.max(Some(time));
+                return;
             }
             EventBody::ConnectorError { connector, error } => {
                 let c = self.connectors.entry(connector).or_default();
@@ -338,19 +398,27 @@ impl Lifecycles {
                     c.last_error = Some((time, error, event.source));
                 }
                 c.last_seen = c.last_seen.max(Some(time));
+                return;
             }
+        };
+        if self.spill_error.is_some() {
+            return;
         }
-    }
-
-    /// `s`, stored once.
-    fn intern(&mut self, s: String) -> Arc<str> {
-        match self.strings.get(s.as_str()) {
-            Some(shared) => shared.clone(),
-            None => {
-                let shared: Arc<str> = Arc::from(s);
-                self.strings.insert(shared.clone());
-                shared
-            }
+        let bucket = bucket_of(&key);
+        let record = Record {
+            key,
+            time: Instant::of(&time),
+            place,
+            event,
+        };
+        let spool = &mut self.buckets[bucket];
+        let before = spool.buffer().len();
+        let written = match postcard::to_io(&record, spool.buffer()) {
+            Ok(_) => spool.commit(before),
+            Err(e) => Err(io::Error::other(e)),
+        };
+        if let Err(e) = written {
+            self.spill_error = Some(e);
         }
     }
 
@@ -362,9 +430,271 @@ impl Lifecycles {
         }
     }
 
+    /// Finishes: every bucket folded into changes (in parallel), stored by
+    /// application; orphan events, idempotency conflicts and changes
+    /// confirmed before they were requested become anomalies.
+    pub(crate) fn finish(mut self) -> io::Result<Finished> {
+        if let Some(e) = self.spill_error.take() {
+            return Err(e);
+        }
+        // Every event is in: the deduplication table (tens of bytes per
+        // distinct event) is done with.
+        self.seen = FastMap::default();
+        self.first_seen = Vec::new();
+        let buckets = std::mem::take(&mut self.buckets);
+        let store = Mutex::new(StoreBuilder::new(self.files.clone()));
+        let (as_of, files, app_connector) = (self.as_of, &self.files, &self.app_connector);
+        let folded: Vec<io::Result<Folded>> = buckets
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|mut bucket| {
+                bucket.flush()?;
+                let bytes = bucket.read_all()?;
+                drop(bucket);
+                let mut fold = Fold::default();
+                let mut rest = bytes.as_slice();
+                while !rest.is_empty() {
+                    let (record, tail) = postcard::take_from_bytes::<Record>(rest)
+                        .map_err(|_| corrupt("an event"))?;
+                    fold.apply(record, files)?;
+                    rest = tail;
+                }
+                drop(bytes);
+                fold.finish(files, app_connector, &store)
+            })
+            .collect();
+        let mut credits: BTreeMap<String, (Option<Timestamp>, u64)> = BTreeMap::new();
+        for f in folded {
+            let f = f?;
+            self.stats.redeliveries += f.redeliveries;
+            self.anomalies.extend(f.anomalies);
+            for (conn, (seen, failed)) in f.credits {
+                let e = credits.entry(conn).or_default();
+                e.0 = e.0.max(seen);
+                e.1 += failed;
+            }
+        }
+        for (conn, (seen, failed)) in credits {
+            if let Some(c) = self.connectors.get_mut(&conn) {
+                c.last_seen = c.last_seen.max(seen);
+                c.failed_attempts += failed;
+            }
+        }
+        self.anomalies.sort_by(|a, b| {
+            (a.kind, a.evidence.first(), &a.subject, &a.detail).cmp(&(
+                b.kind,
+                b.evidence.first(),
+                &b.subject,
+                &b.detail,
+            ))
+        });
+        let store = store
+            .into_inner()
+            .map_err(|_| io::Error::other("a thread failed while storing changes"))?
+            .finish(as_of)?;
+        Ok((store, self.connectors, self.stats, self.anomalies))
+    }
+}
+
+/// What folding the sync logs gives: the changes, connector activity,
+/// event counts and anomalies.
+pub(crate) type Finished = (
+    ChangeStore,
+    BTreeMap<String, ConnectorAcc>,
+    EventStats,
+    Vec<Anomaly>,
+);
+
+/// The bucket of an idempotency key: a fixed hash, so runs spread the same.
+fn bucket_of(key: &str) -> usize {
+    let h = foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key);
+    (h % BUCKETS as u64) as usize
+}
+
+/// One bucket's change events, folded.
+#[derive(Default)]
+struct Fold {
+    changes: FastMap<String, ChangeAcc>,
+    redeliveries: u64,
+    anomalies: Vec<Anomaly>,
+}
+
+/// What folding a bucket told beyond its changes.
+struct Folded {
+    redeliveries: u64,
+    anomalies: Vec<Anomaly>,
+    /// Per connector: the latest event of its changes, and failed attempts.
+    credits: FastMap<String, (Option<Timestamp>, u64)>,
+}
+
+impl Fold {
+    /// Folds one event, in read order.
+    fn apply(&mut self, record: Record, files: &[Arc<str>]) -> io::Result<()> {
+        let Record {
+            key,
+            time,
+            place,
+            event,
+        } = record;
+        let time = time.get()?;
+        match event {
+            ChangeEvent::Requested {
+                operation,
+                identity,
+                application,
+                entitlement,
+                requester,
+                approval,
+                ticket,
+                batch,
+            } => {
+                let request = Request {
+                    operation,
+                    identity,
+                    application,
+                    entitlement,
+                    requester,
+                    approval,
+                    ticket,
+                    batch,
+                    at: time,
+                    place,
+                };
+                use std::collections::hash_map::Entry;
+                let mut acc = match self.changes.entry(key) {
+                    Entry::Vacant(v) => {
+                        v.insert(ChangeAcc::default()).request = Some(Box::new(request));
+                        return Ok(());
+                    }
+                    Entry::Occupied(o) => o,
+                };
+                let key = acc.key().clone();
+                let acc = acc.get_mut();
+                match &mut acc.request {
+                    None => acc.request = Some(Box::new(request)),
+                    Some(first) => {
+                        self.redeliveries += 1;
+                        acc.redeliveries += 1;
+                        if first.operation != request.operation
+                            || first.identity != request.identity
+                            || first.application != request.application
+                            || first.entitlement != request.entitlement
+                        {
+                            self.anomalies.push(Anomaly {
+                                kind: AnomalyKind::IdempotencyConflict,
+                                detail: format!(
+                                    "re-requested under the same idempotency key `{key}` with different content; the earliest request is used"
+                                ),
+                                subject: key,
+                                evidence: vec![first.place.source(files)?, place.source(files)?],
+                            });
+                        }
+                        // The earliest request defines the change.
+                        if request.at < first.at {
+                            **first = request;
+                        }
+                    }
+                }
+            }
+            ChangeEvent::Attempted {
+                attempt,
+                outcome,
+                error,
+            } => {
+                let acc = self.changes.entry(key).or_default();
+                acc.attempts
+                    .insert_first(attempt, (time, outcome, error, place));
+            }
+            ChangeEvent::Confirmed { method } => {
+                let acc = self.changes.entry(key).or_default();
+                if acc.confirmed.as_ref().is_none_or(|(t, _, _)| time < *t) {
+                    acc.confirmed = Some((time, method, place));
+                }
+            }
+            ChangeEvent::Failed { reason } => {
+                let acc = self.changes.entry(key).or_default();
+                if acc.failed.as_ref().is_none_or(|f| time < f.0) {
+                    acc.failed = Some(Box::new((time, reason, place)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fold {
+    /// The folded changes, stored; what they tell about their connectors;
+    /// orphan events and early confirmations as anomalies.
+    fn finish(
+        mut self,
+        files: &[Arc<str>],
+        app_connector: &FastMap<String, String>,
+        store: &Mutex<StoreBuilder>,
+    ) -> io::Result<Folded> {
+        let mut credits: FastMap<String, (Option<Timestamp>, u64)> = FastMap::default();
+        let mut out = Vec::new();
+        let mut entries = Vec::new();
+        for (key, mut acc) in std::mem::take(&mut self.changes) {
+            let Some(req) = acc.request.take() else {
+                self.orphan(key, &acc, files)?;
+                continue;
+            };
+            // Attempts and outcomes are credited to the application's
+            // connector; every event of a change shows it was alive.
+            if let Some(conn) = app_connector.get(&req.application) {
+                let seen = acc
+                    .attempts
+                    .values()
+                    .map(|a| a.0)
+                    .chain(acc.confirmed.as_ref().map(|c| c.0))
+                    .chain(acc.failed.as_ref().map(|f| f.0))
+                    .max();
+                let failed = acc
+                    .attempts
+                    .values()
+                    .filter(|a| a.1 != AttemptOutcome::Success)
+                    .count() as u64;
+                let e = credits.entry(conn.clone()).or_default();
+                e.0 = e.0.max(seen);
+                e.1 += failed;
+            }
+            if let Some((t, _, place)) = &acc.confirmed {
+                if *t < req.at {
+                    self.anomalies.push(Anomaly {
+                        kind: AnomalyKind::ConfirmedBeforeRequested,
+                        subject: key.clone(),
+                        detail: format!(
+                            "confirmed at {} before it was requested at {}; latency counted as zero",
+                            format_timestamp(t),
+                            format_timestamp(&req.at)
+                        ),
+                        evidence: vec![req.place.source(files)?, place.source(files)?],
+                    });
+                }
+            }
+            let stored = StoredChange::new(key, *req, acc);
+            let start = out.len();
+            postcard::to_io(&stored, &mut out).map_err(io::Error::other)?;
+            let figure = stored.figure();
+            entries.push((stored.application, start, out.len() - start, figure));
+        }
+        store
+            .lock()
+            .map_err(|_| io::Error::other("a thread failed while storing changes"))?
+            .add(&out, entries)?;
+        Ok(Folded {
+            redeliveries: self.redeliveries,
+            anomalies: self.anomalies,
+            credits,
+        })
+    }
+
     /// Events of a change that was never requested: an anomaly.
-    fn orphan(&mut self, key: String, acc: &ChangeAcc) {
-        let mut evidence: Vec<SourceRef> = acc.event_refs().collect();
+    fn orphan(&mut self, key: String, acc: &ChangeAcc, files: &[Arc<str>]) -> io::Result<()> {
+        let mut evidence = acc
+            .event_places()
+            .map(|p| p.source(files))
+            .collect::<io::Result<Vec<_>>>()?;
         evidence.sort();
         let what = match (&acc.confirmed, &acc.failed) {
             (Some(_), _) => "a confirmation",
@@ -379,161 +709,461 @@ impl Lifecycles {
             subject: key,
             evidence,
         });
-    }
-
-    /// Finishes: one [`Change`] per requested change, sorted by request time
-    /// and key; orphan events become anomalies.
-    pub(crate) fn finish(
-        mut self,
-    ) -> (
-        Vec<Change>,
-        BTreeMap<String, ConnectorAcc>,
-        EventStats,
-        Vec<Anomaly>,
-    ) {
-        // The accumulators are sorted (by request time, then key: the order
-        // of `changes`) before they become changes, so the sort moves
-        // pointers rather than whole records; taken from the map in its
-        // order, which the sort (keys are unique) makes irrelevant.
-        // Every event is in: the deduplication table (tens of bytes per
-        // distinct event) is done with, and is freed before the changes are
-        // built, when memory peaks.
-        self.seen = FastMap::default();
-        self.first_seen = Vec::new();
-        self.strings = FastSet::default();
-        let accumulated = std::mem::take(&mut self.changes);
-        let mut requested: Vec<(String, Box<Request>, Box<ChangeAcc>)> =
-            Vec::with_capacity(accumulated.len());
-        for (key, mut acc) in accumulated {
-            match acc.request.take() {
-                Some(req) => requested.push((key, req, acc)),
-                None => self.orphan(key, &acc),
-            }
-        }
-        requested.par_sort_unstable_by(|a, b| (a.1.at, &a.0).cmp(&(b.1.at, &b.0)));
-        // What the changes tell about their connectors, and changes
-        // confirmed before they were requested: summed per connector and
-        // collected in parallel (neither depends on the order).
-        let app_connector = &self.app_connector;
-        let (credits, early) = requested
-            .par_iter()
-            .with_min_len(4096)
-            .fold(
-                || (FastMap::<&str, (Option<Timestamp>, u64)>::default(), Vec::new()),
-                |(mut credits, mut early), (key, req, acc)| {
-                    // Attempts and outcomes are credited to the application's
-                    // connector; every event of a change shows it was alive.
-                    if let Some(conn) = app_connector.get(&*req.application) {
-                        let seen = acc
-                            .attempts
-                            .values()
-                            .map(|a| a.0)
-                            .chain(acc.confirmed.as_ref().map(|c| c.0))
-                            .chain(acc.failed.as_ref().map(|f| f.0))
-                            .max();
-                        let failed = acc
-                            .attempts
-                            .values()
-                            .filter(|a| a.1 != AttemptOutcome::Success)
-                            .count() as u64;
-                        let e = credits.entry(conn.as_str()).or_default();
-                        e.0 = e.0.max(seen);
-                        e.1 += failed;
-                    }
-                    if let Some((t, _, src)) = &acc.confirmed {
-                        if *t < req.at {
-                            early.push(Anomaly {
-                                kind: AnomalyKind::ConfirmedBeforeRequested,
-                                subject: key.clone(),
-                                detail: format!(
-                                    "confirmed at {} before it was requested at {}; latency counted as zero",
-                                    format_timestamp(t),
-                                    format_timestamp(&req.at)
-                                ),
-                                evidence: vec![req.source.clone(), src.clone()],
-                            });
-                        }
-                    }
-                    (credits, early)
-                },
-            )
-            .reduce(
-                || (FastMap::default(), Vec::new()),
-                |(mut a, mut early_a), (b, early_b)| {
-                    for (conn, (seen, failed)) in b {
-                        let e = a.entry(conn).or_default();
-                        e.0 = e.0.max(seen);
-                        e.1 += failed;
-                    }
-                    early_a.extend(early_b);
-                    (a, early_a)
-                },
-            );
-        for (conn, (seen, failed)) in credits {
-            if let Some(c) = self.connectors.get_mut(conn) {
-                c.last_seen = c.last_seen.max(seen);
-                c.failed_attempts += failed;
-            }
-        }
-        self.anomalies.extend(early);
-        // Each accumulator becomes a change, in parallel and in order.
-        let as_of = self.as_of;
-        let changes: Vec<Change> = requested
-            .into_par_iter()
-            .with_min_len(4096)
-            .map(|(key, req, acc)| to_change(key, *req, *acc, as_of))
-            .collect();
-        self.anomalies.sort_by(|a, b| {
-            (a.kind, a.evidence.first(), &a.subject, &a.detail).cmp(&(
-                b.kind,
-                b.evidence.first(),
-                &b.subject,
-                &b.detail,
-            ))
-        });
-        (changes, self.connectors, self.stats, self.anomalies)
+        Ok(())
     }
 }
 
-/// A requested change's accumulated events as a [`Change`].
-fn to_change(key: String, req: Request, acc: ChangeAcc, as_of: Timestamp) -> Change {
-    let status = if acc.confirmed.is_some() {
-        ChangeStatus::Confirmed
-    } else if acc.failed.is_some() {
-        ChangeStatus::Failed
-    } else {
-        ChangeStatus::Pending
-    };
-    let last = acc.attempts.values().next_back();
-    let mut evidence = Vec::with_capacity(1 + acc.attempts.len() + 2);
-    evidence.push(req.source);
-    evidence.extend(acc.event_refs());
-    Change {
-        operation: req.operation,
-        identity: req.identity,
-        application: req.application,
-        entitlement: req.entitlement,
-        requester: req.requester,
-        approval: req.approval,
-        ticket: req.ticket,
-        batch: req.batch,
-        requested_at: req.at,
-        status,
-        confirmed_at: acc.confirmed.as_ref().map(|c| c.0),
-        confirm_method: acc.confirmed.as_ref().map(|c| c.1),
-        failed_at: acc.failed.as_ref().map(|f| f.0),
-        failure_reason: acc.failed.as_ref().map(|f| f.1.clone()),
-        latency: acc.confirmed.as_ref().map(|c| Span::between(&req.at, &c.0)),
-        pending_for: if status == ChangeStatus::Confirmed {
-            None
+/// A folded change as stored: what becomes a [`Change`] when its
+/// application is reconciled.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredChange {
+    key: String,
+    operation: Operation,
+    identity: String,
+    application: String,
+    entitlement: Option<String>,
+    requester: Option<String>,
+    approval: Option<String>,
+    ticket: Option<String>,
+    batch: Option<String>,
+    requested_at: Instant,
+    confirmed: Option<(Instant, ConfirmMethod)>,
+    failed: Option<(Instant, String)>,
+    attempts: u32,
+    last: Option<(AttemptOutcome, Option<String>)>,
+    redeliveries: u32,
+    /// The request, the attempts in attempt order, the confirmation and the
+    /// failure.
+    evidence: Vec<Place>,
+}
+
+impl StoredChange {
+    fn new(key: String, req: Request, acc: ChangeAcc) -> Self {
+        let mut evidence = Vec::with_capacity(1 + acc.attempts.len() + 2);
+        evidence.push(req.place);
+        evidence.extend(acc.event_places());
+        let ChangeAcc {
+            redeliveries,
+            attempts,
+            confirmed,
+            failed,
+            ..
+        } = acc;
+        let count = attempts.len() as u32;
+        let last = attempts.0.into_iter().next_back().map(|(_, a)| (a.1, a.2));
+        StoredChange {
+            key,
+            operation: req.operation,
+            identity: req.identity,
+            application: req.application,
+            entitlement: req.entitlement,
+            requester: req.requester,
+            approval: req.approval,
+            ticket: req.ticket,
+            batch: req.batch,
+            requested_at: Instant::of(&req.at),
+            confirmed: confirmed.map(|(t, m, _)| (Instant::of(&t), m)),
+            failed: failed.map(|f| {
+                let (t, reason, _) = *f;
+                (Instant::of(&t), reason)
+            }),
+            attempts: count,
+            last,
+            redeliveries,
+            evidence,
+        }
+    }
+
+    fn status(&self) -> ChangeStatus {
+        if self.confirmed.is_some() {
+            ChangeStatus::Confirmed
+        } else if self.failed.is_some() {
+            ChangeStatus::Failed
         } else {
-            Some(Span::between(&req.at, &as_of))
-        },
-        attempts: acc.attempts.len() as u32,
-        last_outcome: last.map(|a| a.1),
-        last_error: last.and_then(|a| a.2.clone()),
-        redeliveries: acc.redeliveries,
-        evidence,
-        key,
+            ChangeStatus::Pending
+        }
+    }
+
+    /// What the summary and connector health need of it.
+    fn figure(&self) -> Figure {
+        let latency = self.confirmed.and_then(|(t, _)| {
+            Some(Span::between(
+                &self.requested_at.get().ok()?,
+                &t.get().ok()?,
+            ))
+        });
+        Figure {
+            status: self.status(),
+            removal: self.operation.is_removal(),
+            latency,
+        }
+    }
+
+    fn into_change(self, files: &[Arc<str>], as_of: Timestamp) -> io::Result<Change> {
+        let status = self.status();
+        let requested_at = self.requested_at.get()?;
+        let confirmed_at = self.confirmed.map(|(t, _)| t.get()).transpose()?;
+        let (failed_at, failure_reason) = match self.failed {
+            Some((t, reason)) => (Some(t.get()?), Some(reason)),
+            None => (None, None),
+        };
+        let (last_outcome, last_error) = match self.last {
+            Some((outcome, error)) => (Some(outcome), error),
+            None => (None, None),
+        };
+        Ok(Change {
+            operation: self.operation,
+            identity: self.identity.into(),
+            application: self.application.into(),
+            entitlement: self.entitlement.map(Into::into),
+            requester: self.requester.map(Into::into),
+            approval: self.approval,
+            ticket: self.ticket,
+            batch: self.batch.map(Into::into),
+            requested_at,
+            status,
+            confirmed_at,
+            confirm_method: self.confirmed.map(|c| c.1),
+            failed_at,
+            failure_reason,
+            latency: confirmed_at.map(|t| Span::between(&requested_at, &t)),
+            pending_for: if status == ChangeStatus::Confirmed {
+                None
+            } else {
+                Some(Span::between(&requested_at, &as_of))
+            },
+            attempts: self.attempts,
+            last_outcome,
+            last_error,
+            redeliveries: self.redeliveries,
+            evidence: self
+                .evidence
+                .iter()
+                .map(|p| p.source(files))
+                .collect::<io::Result<_>>()?,
+            key: self.key,
+        })
+    }
+}
+
+/// Where a stored change is: its application (an index into the store's
+/// applications), and its bytes.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    app: u32,
+    len: u32,
+    offset: u64,
+}
+
+/// Builds a [`ChangeStore`] from the buckets' folded changes, in any order.
+struct StoreBuilder {
+    spool: Spool,
+    files: Vec<Arc<str>>,
+    apps: FastMap<String, u32>,
+    entries: Vec<Entry>,
+    figures: Vec<(u32, Figure)>,
+}
+
+impl StoreBuilder {
+    fn new(files: Vec<Arc<str>>) -> Self {
+        StoreBuilder {
+            spool: Spool::new(),
+            files,
+            apps: FastMap::default(),
+            entries: Vec::new(),
+            figures: Vec::new(),
+        }
+    }
+
+    /// Adds a bucket's changes: their bytes, and each one's application,
+    /// position in the bytes, length and figure.
+    fn add(
+        &mut self,
+        bytes: &[u8],
+        changes: Vec<(String, usize, usize, Figure)>,
+    ) -> io::Result<()> {
+        let base = self.spool.append(bytes)?;
+        for (app, start, len, figure) in changes {
+            let next = self.apps.len() as u32;
+            let app = *self.apps.entry(app).or_insert(next);
+            self.entries.push(Entry {
+                app,
+                len: u32::try_from(len).map_err(|_| corrupt("a change's length"))?,
+                offset: base + start as u64,
+            });
+            self.figures.push((app, figure));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, as_of: Timestamp) -> io::Result<ChangeStore> {
+        self.spool.flush()?;
+        // Applications renumbered in name order, entries grouped by them.
+        let mut names: Vec<(String, u32)> = self.apps.into_iter().collect();
+        names.sort_unstable();
+        let mut rank = vec![0u32; names.len()];
+        for (r, (_, old)) in names.iter().enumerate() {
+            rank[*old as usize] = r as u32;
+        }
+        for e in &mut self.entries {
+            e.app = rank[e.app as usize];
+        }
+        self.entries.sort_unstable_by_key(|e| (e.app, e.offset));
+        let mut figures: Vec<(String, Vec<Figure>)> =
+            names.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
+        for (app, f) in self.figures {
+            figures[rank[app as usize] as usize].1.push(f);
+        }
+        // Buckets are folded in any order: the figures are sorted so that
+        // what is kept does not depend on it.
+        figures.par_iter_mut().for_each(|(_, f)| f.sort_unstable());
+        Ok(ChangeStore {
+            spool: self.spool,
+            files: self.files,
+            apps: names.into_iter().map(|(n, _)| n).collect(),
+            entries: self.entries,
+            figures,
+            as_of,
+        })
+    }
+}
+
+/// Every folded change, on disk (or in memory when no temporary file can be
+/// made), read back one application at a time.
+#[derive(Debug)]
+pub(crate) struct ChangeStore {
+    spool: Spool,
+    files: Vec<Arc<str>>,
+    /// Application ids, sorted.
+    apps: Vec<String>,
+    /// Sorted by application.
+    entries: Vec<Entry>,
+    /// Each application's changes' figures (sorted), by application id.
+    figures: Vec<(String, Vec<Figure>)>,
+    as_of: Timestamp,
+}
+
+impl ChangeStore {
+    /// The figures of every change, by application id (sorted).
+    pub(crate) fn figures(&self) -> &[(String, Vec<Figure>)] {
+        &self.figures
+    }
+
+    /// Takes the figures out (the summary keeps them).
+    pub(crate) fn take_figures(&mut self) -> Vec<(String, Vec<Figure>)> {
+        std::mem::take(&mut self.figures)
+    }
+
+    /// The changes of `application`, in request order (by request time,
+    /// then idempotency key).
+    pub(crate) fn of_application(&self, application: &str) -> io::Result<Vec<Change>> {
+        let Ok(app) = self.apps.binary_search_by(|a| a.as_str().cmp(application)) else {
+            return Ok(Vec::new());
+        };
+        let app = app as u32;
+        let from = self.entries.partition_point(|e| e.app < app);
+        let to = self.entries.partition_point(|e| e.app <= app);
+        let mut out = self.read(&self.entries[from..to])?;
+        out.sort_unstable_by(|a, b| (a.requested_at, &a.key).cmp(&(b.requested_at, &b.key)));
+        Ok(out)
+    }
+
+    /// Every change, in request order.
+    pub(crate) fn all(&self) -> io::Result<Vec<Change>> {
+        let mut out = self.read(&self.entries)?;
+        out.par_sort_unstable_by(|a, b| (a.requested_at, &a.key).cmp(&(b.requested_at, &b.key)));
+        Ok(out)
+    }
+
+    fn read(&self, entries: &[Entry]) -> io::Result<Vec<Change>> {
+        entries
+            .iter()
+            .map(|e| {
+                let bytes = self.spool.read_at(e.offset, e.len as usize)?;
+                let stored: StoredChange =
+                    postcard::from_bytes(&bytes).map_err(|_| corrupt("a change"))?;
+                stored.into_change(&self.files, self.as_of)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::parse_timestamp;
+
+    fn at(minute: u32) -> Timestamp {
+        parse_timestamp(&format!("2026-11-20T10:{minute:02}:00Z")).unwrap()
+    }
+
+    fn event(n: u64, minute: u32, body: EventBody) -> Event {
+        Event {
+            ce_source: "https://iga.example.com".into(),
+            ce_id: format!("e{n}"),
+            time: at(minute),
+            body,
+            source: SourceRef {
+                file: Arc::from(if n.is_multiple_of(2) {
+                    "logs/a.jsonl"
+                } else {
+                    "logs/b.jsonl"
+                }),
+                line: n,
+                sha256: Sha256Digest::of(&n.to_le_bytes()),
+            },
+        }
+    }
+
+    fn request(key: &str, app: &str, operation: Operation) -> EventBody {
+        EventBody::ChangeRequested {
+            idempotency_key: key.into(),
+            operation,
+            identity: "svc-etl".into(),
+            application: app.into(),
+            entitlement: Some("db:read".into()),
+            requester: None,
+            approval: Some("APR-1".into()),
+            ticket: None,
+            batch: None,
+        }
+    }
+
+    /// Changes spread over every bucket come back whole, per application and
+    /// all together, in request order, with their figures.
+    #[test]
+    fn changes_survive_the_buckets_and_the_store() {
+        let apps: FastMap<String, String> = [("crm", "c1"), ("erp", "c2")]
+            .into_iter()
+            .map(|(a, c)| (a.to_owned(), c.to_owned()))
+            .collect();
+        let mut l = Lifecycles::new(at(59), apps);
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        // Confirmations read before their requests, from both files.
+        for i in 0..300u32 {
+            let key = format!("k{i:03}");
+            l.push(event(
+                next(),
+                30,
+                EventBody::ChangeConfirmed {
+                    idempotency_key: key.clone(),
+                    method: ConfirmMethod::ReadBack,
+                },
+            ));
+        }
+        for i in 0..300u32 {
+            let key = format!("k{i:03}");
+            let app = if i.is_multiple_of(3) { "erp" } else { "crm" };
+            let op = if i.is_multiple_of(2) {
+                Operation::Revoke
+            } else {
+                Operation::Grant
+            };
+            l.push(event(next(), 10 + i % 7, request(&key, app, op)));
+            l.push(event(
+                next(),
+                20,
+                EventBody::DeliveryAttempted {
+                    idempotency_key: key,
+                    attempt: 1,
+                    outcome: AttemptOutcome::Success,
+                    error: None,
+                },
+            ));
+        }
+        // A key only attempted: an orphan, not a change.
+        l.push(event(
+            next(),
+            40,
+            EventBody::DeliveryAttempted {
+                idempotency_key: "lonely".into(),
+                attempt: 1,
+                outcome: AttemptOutcome::Error,
+                error: Some("timeout".into()),
+            },
+        ));
+        let (store, _, stats, anomalies) = l.finish().unwrap();
+        assert_eq!(stats.unique, 901);
+        assert_eq!(anomalies.len(), 1);
+        assert_eq!(anomalies[0].kind, AnomalyKind::OrphanEvent);
+        assert_eq!(anomalies[0].subject, "lonely");
+
+        let all = store.all().unwrap();
+        assert_eq!(all.len(), 300);
+        assert!(all
+            .windows(2)
+            .all(|w| (w[0].requested_at, &w[0].key) < (w[1].requested_at, &w[1].key)));
+        let c = all.iter().find(|c| c.key == "k004").unwrap();
+        assert_eq!(c.status, ChangeStatus::Confirmed);
+        assert_eq!(c.latency, Some(Span::between(&at(14), &at(30))));
+        assert_eq!(c.operation, Operation::Revoke);
+        assert_eq!(c.approval.as_deref(), Some("APR-1"));
+        // The request, then the attempt, then the confirmation.
+        let lines: Vec<u64> = c.evidence.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [309, 310, 5]);
+        assert_eq!(&*c.evidence[2].file, "logs/b.jsonl");
+        assert_eq!(c.evidence[2].sha256, Sha256Digest::of(&5u64.to_le_bytes()));
+
+        for app in ["crm", "erp"] {
+            let mine = store.of_application(app).unwrap();
+            let expected: Vec<&Change> = all.iter().filter(|c| &*c.application == app).collect();
+            assert_eq!(mine.len(), expected.len());
+            for (a, b) in mine.iter().zip(expected) {
+                assert_eq!(
+                    serde_json::to_value(a).unwrap(),
+                    serde_json::to_value(b).unwrap()
+                );
+            }
+        }
+        assert!(store.of_application("hr").unwrap().is_empty());
+        let figures = store.figures();
+        assert_eq!(
+            figures.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+            ["crm", "erp"]
+        );
+        assert_eq!(figures[1].1.len(), 100);
+        assert_eq!(figures[0].1.iter().filter(|f| f.removal).count(), 100);
+        assert!(figures
+            .iter()
+            .flat_map(|(_, f)| f)
+            .all(|f| f.latency.is_some()));
+    }
+
+    /// A damaged record is an error, not a panic.
+    #[test]
+    fn a_damaged_record_is_an_error() {
+        let mut bytes = Vec::new();
+        postcard::to_io(
+            &StoredChange::new(
+                "k".into(),
+                Request {
+                    operation: Operation::Grant,
+                    identity: "i".into(),
+                    application: "a".into(),
+                    entitlement: None,
+                    requester: None,
+                    approval: None,
+                    ticket: None,
+                    batch: None,
+                    at: at(1),
+                    place: Place {
+                        file: 7,
+                        line: 1,
+                        sha256: [0; 32],
+                    },
+                },
+                ChangeAcc::default(),
+            ),
+            &mut bytes,
+        )
+        .unwrap();
+        let stored: StoredChange = postcard::from_bytes(&bytes).unwrap();
+        // File 7 is not among the files read.
+        assert!(stored.into_change(&[], at(2)).is_err());
+        assert!(postcard::from_bytes::<StoredChange>(&bytes[..bytes.len() / 2]).is_err());
     }
 }

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 mod access;
 mod lifecycle;
 pub mod model;
+mod spool;
 pub mod summary;
 
 use crate::ingest::{Collection, IngestError};
@@ -50,7 +51,7 @@ pub fn run(mut collection: Collection, options: &Options) -> Result<Reconciled, 
             .collect(),
         known,
     };
-    Prepared::new(collection, source, lifecycles, rejected, as_of).collect()
+    Prepared::new(collection, source, lifecycles, rejected, as_of)?.collect()
 }
 
 /// Loads the collection at `root` and reconciles it, reading the sync logs
@@ -80,13 +81,13 @@ pub fn prepare(root: &std::path::Path, options: &Options) -> Result<Prepared, In
     )?;
     let mut deferred = deferred;
     let collection = std::mem::replace(&mut deferred.collection, empty_collection(root));
-    Ok(Prepared::new(
+    Prepared::new(
         collection,
         Source::Deferred(Box::new(deferred)),
         lifecycles,
         rejected,
         as_of,
-    ))
+    )
 }
 
 fn empty_collection(root: &std::path::Path) -> Collection {
@@ -154,7 +155,16 @@ pub struct AppAccess {
 pub struct Prepared {
     facts: Reconciled,
     desired: crate::ingest::assignments::DesiredAssignments,
+    changes: lifecycle::ChangeStore,
     source: Source,
+}
+
+/// An error reading or writing the temporary file of changes.
+fn change_store_error(source: std::io::Error) -> IngestError {
+    IngestError::Io {
+        path: std::path::PathBuf::from("(temporary file of the sync log's changes)"),
+        source,
+    }
 }
 
 impl Prepared {
@@ -164,8 +174,9 @@ impl Prepared {
         lifecycles: lifecycle::Lifecycles,
         rejected: Vec<crate::ingest::Rejected>,
         as_of: Timestamp,
-    ) -> Self {
-        let (changes, connector_acc, events, anomalies) = lifecycles.finish();
+    ) -> Result<Self, IngestError> {
+        let (mut changes, connector_acc, events, anomalies) =
+            lifecycles.finish().map_err(change_store_error)?;
         let Collection {
             name,
             collected_at,
@@ -176,7 +187,8 @@ impl Prepared {
             ..
         } = collection;
         let connectors = connector_health(&applications, &changes, connector_acc, as_of);
-        Prepared {
+        let change_figures = changes.take_figures();
+        Ok(Prepared {
             facts: Reconciled {
                 as_of,
                 collection: name,
@@ -185,7 +197,8 @@ impl Prepared {
                 applications,
                 identities,
                 events,
-                changes,
+                changes: Vec::new(),
+                change_figures,
                 grants: Vec::new(),
                 assignments: Vec::new(),
                 accounts: Vec::new(),
@@ -196,15 +209,17 @@ impl Prepared {
                 rejected,
             },
             desired,
+            changes,
             source,
-        }
+        })
     }
 
-    /// Everything reconciled so far: the changes, connector health, events,
-    /// identities and applications. Its per-application lists (grants,
-    /// assignments, accounts, drift, snapshots) are empty, and for a
-    /// collection read with [`prepare`] so are its `inputs` until
-    /// [`Prepared::finish`].
+    /// Everything reconciled so far: the changes' figures, connector
+    /// health, events, identities and applications. Its changes and its
+    /// per-application lists (grants, assignments, accounts, drift,
+    /// snapshots) are empty (each application's changes are read from disk
+    /// when it is reconciled), and for a collection read with [`prepare`] so
+    /// are its `inputs` until [`Prepared::finish`].
     pub fn facts(&self) -> &Reconciled {
         &self.facts
     }
@@ -222,17 +237,12 @@ impl Prepared {
     {
         let f = &self.facts;
         // The lookups every application shares, built side by side. Changes
-        // are indexed per application, inside its task.
-        let ((by_id, account_index), changes_by_app) = rayon::join(
-            || {
-                rayon::join(
-                    || -> crate::FastMap<&str, &crate::ingest::model::Identity> {
-                        f.identities.iter().map(|i| (i.id.as_str(), i)).collect()
-                    },
-                    || access::AccountIndex::new(&f.identities),
-                )
+        // are read and indexed per application, inside its task.
+        let (by_id, account_index) = rayon::join(
+            || -> crate::FastMap<&str, &crate::ingest::model::Identity> {
+                f.identities.iter().map(|i| (i.id.as_str(), i)).collect()
             },
-            || changes_by_app(&f.changes),
+            || access::AccountIndex::new(&f.identities),
         );
         let count = match &self.source {
             Source::Parsed { slots, .. } => slots.len(),
@@ -274,10 +284,11 @@ impl Prepared {
                         })?;
                 let app_assignments: Vec<&crate::ingest::model::Assignment> =
                     unpacked.iter().collect();
-                let app_changes = changes_by_app
-                    .get(snapshot.application.as_str())
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
+                let app_changes = self
+                    .changes
+                    .of_application(&snapshot.application)
+                    .map_err(change_store_error)?;
+                let app_changes: Vec<&model::Change> = app_changes.iter().collect();
                 let index = access::ChangeIndex::new(app_changes.iter().copied());
                 let mut r = access::reconcile_snapshot(
                     &snapshot,
@@ -310,7 +321,7 @@ impl Prepared {
                     snapshot: freshness,
                     evidence,
                 };
-                Ok(Ok((visit(access, app_changes), digests)))
+                Ok(Ok((visit(access, &app_changes), digests)))
             })
             .collect();
         let mut results = Vec::with_capacity(count);
@@ -342,6 +353,7 @@ impl Prepared {
             mut facts,
             desired,
             source,
+            ..
         } = self;
         // The desired assignments are done with: free them before the
         // results are gathered.
@@ -390,7 +402,10 @@ impl Prepared {
     /// Reconciles every application and keeps everything.
     fn collect(self) -> Result<Reconciled, IngestError> {
         let (apps, digests) = self.reconcile_apps(|a, _| a)?;
-        self.finish(digests, apps)
+        let changes = self.changes.all().map_err(change_store_error)?;
+        let mut r = self.finish(digests, apps)?;
+        r.changes = changes;
+        Ok(r)
     }
 }
 
@@ -431,18 +446,20 @@ pub(crate) fn snapshot_evidence<'h>(
 /// Connector health from the folded events and the changes.
 fn connector_health(
     applications: &[crate::ingest::model::Application],
-    changes: &[model::Change],
+    changes: &lifecycle::ChangeStore,
     connector_acc: BTreeMap<String, lifecycle::ConnectorAcc>,
     as_of: Timestamp,
 ) -> Vec<ConnectorHealth> {
     // Unfinished changes per application, counted once.
     let mut open_by_app: HashMap<&str, (u64, u64)> = HashMap::new();
-    for c in changes {
-        let e = open_by_app.entry(&*c.application).or_default();
-        match c.status {
-            ChangeStatus::Pending => e.0 += 1,
-            ChangeStatus::Failed => e.1 += 1,
-            ChangeStatus::Confirmed => {}
+    for (app, figures) in changes.figures() {
+        let e = open_by_app.entry(app.as_str()).or_default();
+        for f in figures {
+            match f.status {
+                ChangeStatus::Pending => e.0 += 1,
+                ChangeStatus::Failed => e.1 += 1,
+                ChangeStatus::Confirmed => {}
+            }
         }
     }
     let mut apps_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();

@@ -30,8 +30,15 @@ pub struct Reconciled {
     pub identities: Vec<Identity>,
     /// Counts of what the sync logs held.
     pub events: EventStats,
-    /// Every change, sorted by request time then key.
+    /// Every change, sorted by request time then key. Empty when the
+    /// applications were reconciled and evaluated one at a time
+    /// ([`crate::reconcile::prepare`]): each application's changes were read
+    /// then, and only [`Reconciled::change_figures`] are kept.
     pub changes: Vec<Change>,
+    /// What the summary needs of every change, by application id (sorted):
+    /// kept whether or not the changes themselves are.
+    #[serde(skip)]
+    pub change_figures: Vec<(String, Vec<ChangeFigure>)>,
     /// Every effective grant in the targets, sorted.
     pub grants: Vec<Grant>,
     /// Every approved assignment and whether the target has it, sorted.
@@ -144,6 +151,17 @@ pub struct Change {
     /// The log records behind it: request first, then attempts, then the
     /// confirmation or failure.
     pub evidence: Vec<SourceRef>,
+}
+
+/// What the summary and connector health need of one change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChangeFigure {
+    /// Where it stands.
+    pub status: ChangeStatus,
+    /// Whether it takes access away.
+    pub removal: bool,
+    /// Request to confirmation, when confirmed.
+    pub latency: Option<Span>,
 }
 
 /// How an effective grant relates to the desired state.

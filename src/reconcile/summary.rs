@@ -116,20 +116,22 @@ pub fn summarise(r: &Reconciled) -> Summary {
     }
     let mut sync: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
     let mut revoke: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
-    for c in &r.changes {
-        *s.changes.entry(c.status.as_str().to_owned()).or_default() += 1;
-        let tier = tier_of.get(&*c.application).copied().unwrap_or("");
-        let t = s.tiers.entry(tier.to_owned()).or_default();
-        match c.status {
-            ChangeStatus::Confirmed => t.confirmed += 1,
-            ChangeStatus::Failed => t.failed += 1,
-            ChangeStatus::Pending => t.pending += 1,
-        }
-        if let Some(l) = c.latency {
-            if c.operation.is_removal() {
-                revoke.entry(tier).or_default().push(l);
-            } else {
-                sync.entry(tier).or_default().push(l);
+    for (app, figures) in &r.change_figures {
+        let tier = tier_of.get(app.as_str()).copied().unwrap_or("");
+        for c in figures {
+            *s.changes.entry(c.status.as_str().to_owned()).or_default() += 1;
+            let t = s.tiers.entry(tier.to_owned()).or_default();
+            match c.status {
+                ChangeStatus::Confirmed => t.confirmed += 1,
+                ChangeStatus::Failed => t.failed += 1,
+                ChangeStatus::Pending => t.pending += 1,
+            }
+            if let Some(l) = c.latency {
+                if c.removal {
+                    revoke.entry(tier).or_default().push(l);
+                } else {
+                    sync.entry(tier).or_default().push(l);
+                }
             }
         }
     }

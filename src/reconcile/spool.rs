@@ -1,0 +1,179 @@
+//! An append-only scratch space for records too many to hold: an unnamed
+//! temporary file (gone when the run ends, even if it is killed), or memory
+//! when no temporary file can be made. The results do not depend on which.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+
+/// Bytes buffered before they are written out.
+const BUFFER: usize = 256 * 1024;
+
+enum Backing {
+    File(File),
+    Memory(Vec<u8>),
+}
+
+/// Append-only bytes: appended through a buffer, read back by position once
+/// [`Spool::flush`]ed.
+pub(crate) struct Spool {
+    backing: Backing,
+    /// Bytes appended so far (written and buffered).
+    len: u64,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backing {
+            Backing::File(_) => "file",
+            Backing::Memory(_) => "memory",
+        };
+        write!(f, "Spool({kind}, {} bytes)", self.len)
+    }
+}
+
+impl Spool {
+    /// A spool on an unnamed temporary file, or in memory if none can be
+    /// made.
+    pub(crate) fn new() -> Self {
+        Spool::with_backing(match tempfile::tempfile() {
+            Ok(f) => Backing::File(f),
+            Err(_) => Backing::Memory(Vec::new()),
+        })
+    }
+
+    /// A spool in memory.
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Self {
+        Spool::with_backing(Backing::Memory(Vec::new()))
+    }
+
+    fn with_backing(backing: Backing) -> Self {
+        Spool {
+            backing,
+            len: 0,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The buffer to append a record to: [`Spool::commit`] then counts what
+    /// was added and writes the buffer out when it is full.
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+
+    /// Counts the bytes added to [`Spool::buffer`] since `before` (its length
+    /// then), and writes the buffer out once it is full.
+    pub(crate) fn commit(&mut self, before: usize) -> io::Result<()> {
+        self.len += (self.buffer.len() - before) as u64;
+        if self.buffer.len() >= BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Appends `bytes`; returns where they start.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<u64> {
+        let at = self.len;
+        let before = self.buffer.len();
+        self.buffer.extend_from_slice(bytes);
+        self.commit(before)?;
+        Ok(at)
+    }
+
+    /// Writes out what is buffered.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        match &mut self.backing {
+            Backing::File(f) => {
+                // Positioned reads may have moved the cursor (on Windows).
+                f.seek(SeekFrom::End(0))?;
+                f.write_all(&self.buffer)?;
+            }
+            Backing::Memory(m) => m.extend_from_slice(&self.buffer),
+        }
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// The `len` bytes at `offset`, which must have been flushed.
+    pub(crate) fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        match &self.backing {
+            Backing::File(f) => read_exact_at(f, &mut out, offset)?,
+            Backing::Memory(m) => {
+                let start = usize::try_from(offset).map_err(|_| out_of_range())?;
+                let bytes = start
+                    .checked_add(len)
+                    .and_then(|end| m.get(start..end))
+                    .ok_or_else(out_of_range)?;
+                out.copy_from_slice(bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Everything appended, which must have been flushed.
+    pub(crate) fn read_all(&self) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(self.len).map_err(|_| out_of_range())?;
+        self.read_at(0, len)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`, without a lock: tasks read
+/// their records side by side.
+#[cfg(unix)]
+fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(f: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match std::os::windows::fs::FileExt::seek_read(f, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn out_of_range() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a record lies outside the temporary file",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_memory_read_back_what_was_appended() {
+        for mut s in [Spool::new(), Spool::in_memory()] {
+            let a = s.append(b"hello ").unwrap();
+            let big = vec![7u8; BUFFER + 10];
+            let b = s.append(&big).unwrap();
+            let c = s.append(b"world").unwrap();
+            s.flush().unwrap();
+            assert_eq!((a, b, c), (0, 6, 6 + big.len() as u64));
+            assert_eq!(s.read_at(c, 5).unwrap(), b"world");
+            assert_eq!(s.read_at(a, 6).unwrap(), b"hello ");
+            assert_eq!(s.read_at(b, big.len()).unwrap(), big);
+            // Appending after a read still appends.
+            let d = s.append(b"!").unwrap();
+            s.flush().unwrap();
+            assert_eq!(s.read_at(d, 1).unwrap(), b"!");
+            let all = s.read_all().unwrap();
+            assert_eq!(all.len(), 11 + big.len() + 1);
+            assert!(all.ends_with(b"world!"));
+            // Past the end is an error, not a panic.
+            assert!(s.read_at(all.len() as u64, 1).is_err());
+        }
+    }
+}
