@@ -193,17 +193,30 @@ pub(crate) struct ConnectorAcc {
     pub(crate) failed_attempts: u64,
 }
 
+/// How many tables the deduplication keys are spread over.
+const SEEN_SHARDS: usize = 256;
+
+/// What is kept of a distinct event to recognise its replays: the first 8
+/// bytes of its line's SHA-256, and where it was read (an index into the
+/// files read, and the line).
+#[derive(Clone, Copy, Debug)]
+struct FirstCopy {
+    line_hash: [u8; 8],
+    file: u32,
+    line: u32,
+}
+
 /// Folds events into change lifecycles and connector activity.
 #[derive(Debug)]
 pub(crate) struct Lifecycles {
     as_of: Timestamp,
-    /// First 16 bytes of SHA-256(source NUL id) → first 8 bytes of the line's
-    /// SHA-256 and where it was first seen. 128 bits make an accidental
-    /// collision among billions of events negligible, and keep memory small.
-    seen: FastMap<[u8; 16], ([u8; 8], u32)>,
-    /// Where each distinct event was first seen: (index into `files`, line).
-    /// Kept compact: one entry per distinct event.
-    first_seen: Vec<(u32, u32)>,
+    /// First 16 bytes of SHA-256(source NUL id) → its first copy. 128 bits
+    /// make an accidental collision among billions of events negligible,
+    /// and keep memory small. In [`SEEN_SHARDS`] tables by the key's first
+    /// byte: a table doubles when it fills, holding its old and new copies
+    /// for a moment, and one table of millions of events doing so would add
+    /// half its size to the peak.
+    seen: Vec<FastMap<[u8; 16], FirstCopy>>,
     /// Log file names, interned.
     files: Vec<Arc<str>>,
     /// The change events, in read order, bucketed by idempotency key.
@@ -228,8 +241,7 @@ impl Lifecycles {
         }
         Lifecycles {
             as_of,
-            seen: FastMap::default(),
-            first_seen: Vec::new(),
+            seen: (0..SEEN_SHARDS).map(|_| FastMap::default()).collect(),
             files: Vec::new(),
             buckets: (0..BUCKETS).map(|_| Spool::new()).collect(),
             spill_error: None,
@@ -253,17 +265,18 @@ impl Lifecycles {
         key.copy_from_slice(&digest[..16]);
         let mut line_hash = [0u8; 8];
         line_hash.copy_from_slice(&event.source.sha256.as_bytes()[..8]);
-        if let Some((first_hash, first_idx)) = self.seen.get(&key) {
+        let shard = key[0] as usize % SEEN_SHARDS;
+        if let Some(first) = self.seen[shard].get(&key) {
             self.stats.replays += 1;
-            let conflicting = *first_hash != line_hash;
+            let conflicting = first.line_hash != line_hash;
             if conflicting || self.listed_replays < MAX_LISTED_REPLAYS {
                 self.listed_replays += 1;
                 // Only the position of the first copy is kept (its bytes are
                 // in the input files, hashed into the manifest).
                 let first = self
-                    .first_seen
-                    .get(*first_idx as usize)
-                    .and_then(|(f, line)| Some((self.files.get(*f as usize)?.clone(), *line)));
+                    .files
+                    .get(first.file as usize)
+                    .map(|f| (f.clone(), first.line));
                 let (kind, what) = if conflicting {
                     (
                         AnomalyKind::ConflictingReplay,
@@ -292,8 +305,6 @@ impl Lifecycles {
             }
             return;
         }
-        self.seen
-            .insert(key, (line_hash, self.first_seen.len() as u32));
         let file_idx = match self.files.last() {
             Some(f) if *f == event.source.file => self.files.len() - 1,
             _ => match self.files.iter().position(|f| *f == event.source.file) {
@@ -304,10 +315,14 @@ impl Lifecycles {
                 }
             },
         };
-        self.first_seen.push((
-            file_idx as u32,
-            u32::try_from(event.source.line).unwrap_or(u32::MAX),
-        ));
+        self.seen[shard].insert(
+            key,
+            FirstCopy {
+                line_hash,
+                file: file_idx as u32,
+                line: u32::try_from(event.source.line).unwrap_or(u32::MAX),
+            },
+        );
         self.stats.unique += 1;
         if event.time > self.as_of {
             self.stats.after_as_of += 1;
@@ -439,8 +454,7 @@ impl Lifecycles {
         }
         // Every event is in: the deduplication table (tens of bytes per
         // distinct event) is done with.
-        self.seen = FastMap::default();
-        self.first_seen = Vec::new();
+        self.seen = Vec::new();
         let buckets = std::mem::take(&mut self.buckets);
         let store = Mutex::new(StoreBuilder::new(self.files.clone()));
         let (as_of, files, app_connector) = (self.as_of, &self.files, &self.app_connector);
