@@ -89,16 +89,7 @@ struct Record {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum ChangeEvent {
-    Requested {
-        operation: Operation,
-        identity: String,
-        application: String,
-        entitlement: Option<String>,
-        requester: Option<String>,
-        approval: Option<String>,
-        ticket: Option<String>,
-        batch: Option<String>,
-    },
+    Requested(Requested),
     Attempted {
         attempt: u32,
         outcome: AttemptOutcome,
@@ -112,15 +103,9 @@ enum ChangeEvent {
     },
 }
 
-fn corrupt(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("a temporary file of change events holds a bad record ({what})"),
-    )
-}
-
-#[derive(Debug)]
-struct Request {
+/// What a `change.requested` event asks.
+#[derive(Debug, Serialize, Deserialize)]
+struct Requested {
     operation: Operation,
     identity: String,
     application: String,
@@ -129,6 +114,19 @@ struct Request {
     approval: Option<String>,
     ticket: Option<String>,
     batch: Option<String>,
+}
+
+fn corrupt(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("a temporary file of change events holds a bad record ({what})"),
+    )
+}
+
+/// A change's request: what it asks, when, and where it was read.
+#[derive(Debug)]
+struct Request {
+    what: Requested,
     at: Timestamp,
     place: Place,
 }
@@ -363,7 +361,7 @@ impl Lifecycles {
                 self.touch_app(&application, time);
                 (
                     idempotency_key,
-                    ChangeEvent::Requested {
+                    ChangeEvent::Requested(Requested {
                         operation,
                         identity,
                         application,
@@ -372,7 +370,7 @@ impl Lifecycles {
                         approval,
                         ticket,
                         batch,
-                    },
+                    }),
                 )
             }
             // Failed attempts are credited to a connector once the request
@@ -552,25 +550,9 @@ impl Fold {
         } = record;
         let time = time.get()?;
         match event {
-            ChangeEvent::Requested {
-                operation,
-                identity,
-                application,
-                entitlement,
-                requester,
-                approval,
-                ticket,
-                batch,
-            } => {
+            ChangeEvent::Requested(what) => {
                 let request = Request {
-                    operation,
-                    identity,
-                    application,
-                    entitlement,
-                    requester,
-                    approval,
-                    ticket,
-                    batch,
+                    what,
                     at: time,
                     place,
                 };
@@ -589,10 +571,9 @@ impl Fold {
                     Some(first) => {
                         self.redeliveries += 1;
                         acc.redeliveries += 1;
-                        if first.operation != request.operation
-                            || first.identity != request.identity
-                            || first.application != request.application
-                            || first.entitlement != request.entitlement
+                        let (a, b) = (&first.what, &request.what);
+                        if (a.operation, &a.identity, &a.application, &a.entitlement)
+                            != (b.operation, &b.identity, &b.application, &b.entitlement)
                         {
                             self.anomalies.push(Anomaly {
                                 kind: AnomalyKind::IdempotencyConflict,
@@ -655,7 +636,7 @@ impl Fold {
             };
             // Attempts and outcomes are credited to the application's
             // connector; every event of a change shows it was alive.
-            if let Some(conn) = app_connector.get(&req.application) {
+            if let Some(conn) = app_connector.get(&req.what.application) {
                 let seen = acc
                     .attempts
                     .values()
@@ -690,7 +671,7 @@ impl Fold {
             let start = out.len();
             postcard::to_io(&stored, &mut out).map_err(io::Error::other)?;
             let figure = stored.figure();
-            entries.push((stored.application, start, out.len() - start, figure));
+            entries.push((stored.what.application, start, out.len() - start, figure));
         }
         store
             .lock()
@@ -732,14 +713,7 @@ impl Fold {
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredChange {
     key: String,
-    operation: Operation,
-    identity: String,
-    application: String,
-    entitlement: Option<String>,
-    requester: Option<String>,
-    approval: Option<String>,
-    ticket: Option<String>,
-    batch: Option<String>,
+    what: Requested,
     requested_at: Instant,
     confirmed: Option<(Instant, ConfirmMethod)>,
     failed: Option<(Instant, String)>,
@@ -767,14 +741,7 @@ impl StoredChange {
         let last = attempts.0.into_iter().next_back().map(|(_, a)| (a.1, a.2));
         StoredChange {
             key,
-            operation: req.operation,
-            identity: req.identity,
-            application: req.application,
-            entitlement: req.entitlement,
-            requester: req.requester,
-            approval: req.approval,
-            ticket: req.ticket,
-            batch: req.batch,
+            what: req.what,
             requested_at: Instant::of(&req.at),
             confirmed: confirmed.map(|(t, m, _)| (Instant::of(&t), m)),
             failed: failed.map(|f| {
@@ -808,7 +775,7 @@ impl StoredChange {
         });
         Figure {
             status: self.status(),
-            removal: self.operation.is_removal(),
+            removal: self.what.operation.is_removal(),
             latency,
         }
     }
@@ -825,15 +792,16 @@ impl StoredChange {
             Some((outcome, error)) => (Some(outcome), error),
             None => (None, None),
         };
+        let what = self.what;
         Ok(Change {
-            operation: self.operation,
-            identity: self.identity.into(),
-            application: self.application.into(),
-            entitlement: self.entitlement.map(Into::into),
-            requester: self.requester.map(Into::into),
-            approval: self.approval,
-            ticket: self.ticket,
-            batch: self.batch.map(Into::into),
+            operation: what.operation,
+            identity: what.identity.into(),
+            application: what.application.into(),
+            entitlement: what.entitlement.map(Into::into),
+            requester: what.requester.map(Into::into),
+            approval: what.approval,
+            ticket: what.ticket,
+            batch: what.batch.map(Into::into),
             requested_at,
             status,
             confirmed_at,
@@ -1155,14 +1123,16 @@ mod tests {
             &StoredChange::new(
                 "k".into(),
                 Request {
-                    operation: Operation::Grant,
-                    identity: "i".into(),
-                    application: "a".into(),
-                    entitlement: None,
-                    requester: None,
-                    approval: None,
-                    ticket: None,
-                    batch: None,
+                    what: Requested {
+                        operation: Operation::Grant,
+                        identity: "i".into(),
+                        application: "a".into(),
+                        entitlement: None,
+                        requester: None,
+                        approval: None,
+                        ticket: None,
+                        batch: None,
+                    },
                     at: at(1),
                     place: Place {
                         file: 7,
