@@ -667,10 +667,14 @@ impl Fold {
                     });
                 }
             }
+            let figure = Figure {
+                status: status_of(acc.confirmed.is_some(), acc.failed.is_some()),
+                removal: req.what.operation.is_removal(),
+                latency: acc.confirmed.as_ref().map(|c| Span::between(&req.at, &c.0)),
+            };
             let stored = StoredChange::new(key, *req, acc);
             let start = out.len();
             postcard::to_io(&stored, &mut out).map_err(io::Error::other)?;
-            let figure = stored.figure();
             entries.push((stored.what.application, start, out.len() - start, figure));
         }
         store
@@ -705,6 +709,18 @@ impl Fold {
             evidence,
         });
         Ok(())
+    }
+}
+
+/// Where a change stands: a confirmation decides, then a failure; else it
+/// is pending.
+fn status_of(confirmed: bool, failed: bool) -> ChangeStatus {
+    if confirmed {
+        ChangeStatus::Confirmed
+    } else if failed {
+        ChangeStatus::Failed
+    } else {
+        ChangeStatus::Pending
     }
 }
 
@@ -755,33 +771,8 @@ impl StoredChange {
         }
     }
 
-    fn status(&self) -> ChangeStatus {
-        if self.confirmed.is_some() {
-            ChangeStatus::Confirmed
-        } else if self.failed.is_some() {
-            ChangeStatus::Failed
-        } else {
-            ChangeStatus::Pending
-        }
-    }
-
-    /// What the summary and connector health need of it.
-    fn figure(&self) -> Figure {
-        let latency = self.confirmed.and_then(|(t, _)| {
-            Some(Span::between(
-                &self.requested_at.get().ok()?,
-                &t.get().ok()?,
-            ))
-        });
-        Figure {
-            status: self.status(),
-            removal: self.what.operation.is_removal(),
-            latency,
-        }
-    }
-
     fn into_change(self, files: &[Arc<str>], as_of: Timestamp) -> io::Result<Change> {
-        let status = self.status();
+        let status = status_of(self.confirmed.is_some(), self.failed.is_some());
         let requested_at = self.requested_at.get()?;
         let confirmed_at = self.confirmed.map(|(t, _)| t.get()).transpose()?;
         let (failed_at, failure_reason) = match self.failed {
