@@ -1,7 +1,8 @@
 //! Strings stored one after another in one buffer, found by index: a
 //! string per record costs a heap allocation and its header, millions of
 //! times over. Used for the JUnit subject list and the string tables of the
-//! packed desired assignments.
+//! packed desired assignments. And [`ranked`]: items numbered in the order
+//! they were met, renumbered in sorted order.
 
 use rayon::prelude::*;
 
@@ -119,9 +120,39 @@ impl StrList {
     }
 }
 
+/// Items numbered in the order they were met, as `(number, item)`: the
+/// items sorted by `order`, and each old number's rank in that order
+/// (`rank[number]`), so that records holding numbers can be renumbered to
+/// sort as their items do. Numbers must be `0..items.len()`, each once.
+pub(crate) fn ranked<T>(
+    mut items: Vec<(u32, T)>,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> (Vec<T>, Vec<u32>) {
+    items.sort_unstable_by(|(_, a), (_, b)| order(a, b));
+    let mut rank = vec![0u32; items.len()];
+    let sorted = items
+        .into_iter()
+        .enumerate()
+        .map(|(r, (n, item))| {
+            rank[n as usize] = r as u32;
+            item
+        })
+        .collect();
+    (sorted, rank)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranked_sorts_and_maps_each_number_to_its_rank() {
+        let (sorted, rank) = ranked(vec![(0, "c"), (1, "a"), (2, "b")], |a, b| a.cmp(b));
+        assert_eq!(sorted, ["a", "b", "c"]);
+        assert_eq!(rank, [2, 0, 1]);
+        let (none, no_ranks) = ranked(Vec::<(u32, &str)>::new(), |a, b| a.cmp(b));
+        assert!(none.is_empty() && no_ranks.is_empty());
+    }
 
     #[test]
     fn strings_come_back_as_pushed() {

@@ -297,20 +297,23 @@ impl<'a, 'f> Builder<'a, 'f> {
         }
         // Identities sorted by id; identity and entitlement numbers
         // renumbered in sorted order, so records sort as their strings do.
-        let mut identities: Vec<(u32, Identity)> = self.identities.into_values().collect();
-        identities.sort_unstable_by(|(_, a), (_, b)| a.id.cmp(&b.id));
-        let mut identity_rank = vec![0u32; identities.len()];
+        let (identities, identity_rank) = crate::strings::ranked(
+            self.identities.into_values().collect(),
+            |a: &Identity, b: &Identity| a.id.cmp(&b.id),
+        );
         let mut identity_ids = StrList::default();
-        for (rank, (n, identity)) in identities.iter().enumerate() {
-            identity_rank[*n as usize] = rank as u32;
+        for identity in &identities {
             identity_ids.push(&identity.id);
         }
-        let mut entitlements: Vec<(Box<str>, u32)> = self.entitlements.into_iter().collect();
-        entitlements.sort_unstable();
-        let mut entitlement_rank = vec![0u32; entitlements.len()];
+        let (entitlements, entitlement_rank) = crate::strings::ranked(
+            self.entitlements
+                .into_iter()
+                .map(|(name, n)| (n, name))
+                .collect(),
+            Ord::cmp,
+        );
         let mut entitlement_names = StrList::default();
-        for (rank, (name, n)) in entitlements.iter().enumerate() {
-            entitlement_rank[*n as usize] = rank as u32;
+        for name in &entitlements {
             entitlement_names.push(name);
         }
         let mut bad = self.bad;
@@ -369,7 +372,7 @@ impl<'a, 'f> Builder<'a, 'f> {
         let mut approvals = self.approvals;
         approvals.shrink_to_fit();
         Ok(Desired {
-            identities: identities.into_iter().map(|(_, i)| i).collect(),
+            identities,
             assignments: DesiredAssignments::new(
                 self.file_ref,
                 identity_ids,
