@@ -40,7 +40,7 @@ const MAX_LISTED_REPLAYS: usize = 100;
 
 /// How many buckets the change events are spread over: each holds about
 /// 1/64 of the changes when it is folded.
-pub(crate) const BUCKETS: usize = 64;
+const BUCKETS: usize = 64;
 
 /// An instant as stored: seconds and nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -475,7 +475,7 @@ impl Lifecycles {
                 fold.finish(files, app_connector, &store)
             })
             .collect();
-        let mut credits: BTreeMap<String, (Option<Timestamp>, u64)> = BTreeMap::new();
+        let mut credits: FastMap<&str, (Option<Timestamp>, u64)> = FastMap::default();
         for f in folded {
             let f = f?;
             self.stats.redeliveries += f.redeliveries;
@@ -487,7 +487,7 @@ impl Lifecycles {
             }
         }
         for (conn, (seen, failed)) in credits {
-            if let Some(c) = self.connectors.get_mut(&conn) {
+            if let Some(c) = self.connectors.get_mut(conn) {
                 c.last_seen = c.last_seen.max(seen);
                 c.failed_attempts += failed;
             }
@@ -532,11 +532,11 @@ struct Fold {
 }
 
 /// What folding a bucket told beyond its changes.
-struct Folded {
+struct Folded<'c> {
     redeliveries: u64,
     anomalies: Vec<Anomaly>,
     /// Per connector: the latest event of its changes, and failed attempts.
-    credits: FastMap<String, (Option<Timestamp>, u64)>,
+    credits: FastMap<&'c str, (Option<Timestamp>, u64)>,
 }
 
 impl Fold {
@@ -620,13 +620,13 @@ impl Fold {
 impl Fold {
     /// The folded changes, stored; what they tell about their connectors;
     /// orphan events and early confirmations as anomalies.
-    fn finish(
+    fn finish<'c>(
         mut self,
         files: &[Arc<str>],
-        app_connector: &FastMap<String, String>,
+        app_connector: &'c FastMap<String, String>,
         store: &Mutex<StoreBuilder>,
-    ) -> io::Result<Folded> {
-        let mut credits: FastMap<String, (Option<Timestamp>, u64)> = FastMap::default();
+    ) -> io::Result<Folded<'c>> {
+        let mut credits: FastMap<&str, (Option<Timestamp>, u64)> = FastMap::default();
         let mut out = Vec::new();
         let mut entries = Vec::new();
         for (key, mut acc) in std::mem::take(&mut self.changes) {
@@ -649,7 +649,7 @@ impl Fold {
                     .values()
                     .filter(|a| a.1 != AttemptOutcome::Success)
                     .count() as u64;
-                let e = credits.entry(conn.clone()).or_default();
+                let e = credits.entry(conn.as_str()).or_default();
                 e.0 = e.0.max(seen);
                 e.1 += failed;
             }
@@ -872,18 +872,16 @@ impl StoreBuilder {
     fn finish(mut self, as_of: Timestamp) -> io::Result<ChangeStore> {
         self.spool.flush()?;
         // Applications renumbered in name order, entries grouped by them.
-        let mut names: Vec<(String, u32)> = self.apps.into_iter().collect();
-        names.sort_unstable();
-        let mut rank = vec![0u32; names.len()];
-        for (r, (_, old)) in names.iter().enumerate() {
-            rank[*old as usize] = r as u32;
-        }
+        let (names, rank) = crate::strings::ranked(
+            self.apps.into_iter().map(|(name, n)| (n, name)).collect(),
+            Ord::cmp,
+        );
         for e in &mut self.entries {
             e.app = rank[e.app as usize];
         }
         self.entries.sort_unstable_by_key(|e| (e.app, e.offset));
         let mut figures: Vec<(String, Vec<Figure>)> =
-            names.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
+            names.iter().map(|n| (n.clone(), Vec::new())).collect();
         for (app, f) in self.figures {
             figures[rank[app as usize] as usize].1.push(f);
         }
@@ -893,12 +891,17 @@ impl StoreBuilder {
         Ok(ChangeStore {
             spool: self.spool,
             files: self.files,
-            apps: names.into_iter().map(|(n, _)| n).collect(),
+            apps: names,
             entries: self.entries,
             figures,
             as_of,
         })
     }
+}
+
+/// Request order: by request time, then idempotency key (unique).
+fn request_order(a: &Change, b: &Change) -> std::cmp::Ordering {
+    (a.requested_at, &a.key).cmp(&(b.requested_at, &b.key))
 }
 
 /// Every folded change, on disk (or in memory when no temporary file can be
@@ -937,14 +940,14 @@ impl ChangeStore {
         let from = self.entries.partition_point(|e| e.app < app);
         let to = self.entries.partition_point(|e| e.app <= app);
         let mut out = self.read(&self.entries[from..to])?;
-        out.sort_unstable_by(|a, b| (a.requested_at, &a.key).cmp(&(b.requested_at, &b.key)));
+        out.sort_unstable_by(request_order);
         Ok(out)
     }
 
     /// Every change, in request order.
     pub(crate) fn all(&self) -> io::Result<Vec<Change>> {
         let mut out = self.read(&self.entries)?;
-        out.par_sort_unstable_by(|a, b| (a.requested_at, &a.key).cmp(&(b.requested_at, &b.key)));
+        out.par_sort_unstable_by(request_order);
         Ok(out)
     }
 
