@@ -224,6 +224,27 @@ pub enum ConfirmMethod {
     TargetEvent,
 }
 
+/// What a `change.requested` event asks, after validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRequest {
+    /// What to do.
+    pub operation: Operation,
+    /// The identity the change is for.
+    pub identity: String,
+    /// The target application.
+    pub application: String,
+    /// The entitlement (absent for account-level operations).
+    pub entitlement: Option<String>,
+    /// Who asked.
+    pub requester: Option<String>,
+    /// Approval reference.
+    pub approval: Option<String>,
+    /// Ticket reference.
+    pub ticket: Option<String>,
+    /// Bulk-change id, when part of one.
+    pub batch: Option<String>,
+}
+
 /// What one sync-log event says, after validation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -232,22 +253,9 @@ pub enum EventBody {
     ChangeRequested {
         /// Correlates every event of one change; re-deliveries reuse it.
         idempotency_key: String,
-        /// What to do.
-        operation: Operation,
-        /// The identity the change is for.
-        identity: String,
-        /// The target application.
-        application: String,
-        /// The entitlement (absent for account-level operations).
-        entitlement: Option<String>,
-        /// Who asked.
-        requester: Option<String>,
-        /// Approval reference.
-        approval: Option<String>,
-        /// Ticket reference.
-        ticket: Option<String>,
-        /// Bulk-change id, when part of one.
-        batch: Option<String>,
+        /// What is asked.
+        #[serde(flatten)]
+        request: ChangeRequest,
     },
     /// The connector tried to deliver a change.
     DeliveryAttempted {

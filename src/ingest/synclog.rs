@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::digest::{HashingReader, Sha256Digest};
 use super::document::strip_location;
 use super::error::{IngestError, Problems, RecordError};
-use super::model::{Event, EventBody, SourceRef};
+use super::model::{ChangeRequest, Event, EventBody, SourceRef};
 use super::raw::{
     event_type, RawAttempted, RawChangeRequested, RawConfirmed, RawConnectorError, RawFailed,
     RawHeartbeat,
@@ -325,18 +325,20 @@ fn parse_line(
             }
             EventBody::ChangeRequested {
                 idempotency_key: d.idempotency_key,
-                operation: d.operation,
-                identity: d.identity,
-                application: d.application,
-                entitlement: if d.operation.is_account_level() {
-                    None
-                } else {
-                    d.entitlement
+                request: ChangeRequest {
+                    operation: d.operation,
+                    identity: d.identity,
+                    application: d.application,
+                    entitlement: if d.operation.is_account_level() {
+                        None
+                    } else {
+                        d.entitlement
+                    },
+                    requester: d.requester,
+                    approval: d.approval,
+                    ticket: d.ticket,
+                    batch: d.batch,
                 },
-                requester: d.requester,
-                approval: d.approval,
-                ticket: d.ticket,
-                batch: d.batch,
             }
         }
         event_type::CHANGE_ATTEMPTED => {

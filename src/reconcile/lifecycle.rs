@@ -32,7 +32,9 @@ use super::model::{
 };
 use super::spool::Spool;
 use crate::ingest::digest::Sha256Digest;
-use crate::ingest::model::{AttemptOutcome, ConfirmMethod, Event, EventBody, Operation, SourceRef};
+use crate::ingest::model::{
+    AttemptOutcome, ChangeRequest as Requested, ConfirmMethod, Event, EventBody, SourceRef,
+};
 use crate::time::{format_timestamp, Span, Timestamp};
 
 /// The most replays listed one by one as anomalies; all are counted.
@@ -101,19 +103,6 @@ enum ChangeEvent {
     Failed {
         reason: String,
     },
-}
-
-/// What a `change.requested` event asks.
-#[derive(Debug, Serialize, Deserialize)]
-struct Requested {
-    operation: Operation,
-    identity: String,
-    application: String,
-    entitlement: Option<String>,
-    requester: Option<String>,
-    approval: Option<String>,
-    ticket: Option<String>,
-    batch: Option<String>,
 }
 
 fn corrupt(what: &str) -> io::Error {
@@ -349,29 +338,10 @@ impl Lifecycles {
         let (key, event) = match event.body {
             EventBody::ChangeRequested {
                 idempotency_key,
-                operation,
-                identity,
-                application,
-                entitlement,
-                requester,
-                approval,
-                ticket,
-                batch,
+                request,
             } => {
-                self.touch_app(&application, time);
-                (
-                    idempotency_key,
-                    ChangeEvent::Requested(Requested {
-                        operation,
-                        identity,
-                        application,
-                        entitlement,
-                        requester,
-                        approval,
-                        ticket,
-                        batch,
-                    }),
-                )
+                self.touch_app(&request.application, time);
+                (idempotency_key, ChangeEvent::Requested(request))
             }
             // Failed attempts are credited to a connector once the request
             // (and so the application) is known.
@@ -967,6 +937,7 @@ impl ChangeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::model::Operation;
     use crate::time::parse_timestamp;
 
     fn at(minute: u32) -> Timestamp {
@@ -994,14 +965,16 @@ mod tests {
     fn request(key: &str, app: &str, operation: Operation) -> EventBody {
         EventBody::ChangeRequested {
             idempotency_key: key.into(),
-            operation,
-            identity: "svc-etl".into(),
-            application: app.into(),
-            entitlement: Some("db:read".into()),
-            requester: None,
-            approval: Some("APR-1".into()),
-            ticket: None,
-            batch: None,
+            request: Requested {
+                operation,
+                identity: "svc-etl".into(),
+                application: app.into(),
+                entitlement: Some("db:read".into()),
+                requester: None,
+                approval: Some("APR-1".into()),
+                ticket: None,
+                batch: None,
+            },
         }
     }
 
