@@ -1,7 +1,7 @@
 //! Strings stored one after another in one buffer, found by index: a
 //! string per record costs a heap allocation and its header, millions of
 //! times over. Used for the JUnit subject list and the string tables of the
-//! packed desired assignments. And [`ranked`]: items numbered in the order
+//! packed desired assignments. And `ranked`: items numbered in the order
 //! they were met, renumbered in sorted order.
 
 use rayon::prelude::*;
