@@ -43,6 +43,7 @@ pub mod generate;
 pub mod ingest;
 pub mod policy;
 pub mod reconcile;
+pub(crate) mod spool;
 pub mod strings;
 pub mod time;
 

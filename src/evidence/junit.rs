@@ -18,9 +18,9 @@
 //!
 //! A W1 report holds millions of test cases, so rendering is streaming: no
 //! per-case value is built. Each suite's subjects come from merging the
-//! sorted lists of `eval.evaluated` for the kinds the policy covers, and its
-//! few findings are walked alongside. Give
-//! [`render`] a buffered writer.
+//! sorted lists of `eval.evaluated` for the kinds the policy covers, read
+//! back from their temporary file as they are written, and its few findings
+//! are walked alongside. Give [`render`] a buffered writer.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,8 +31,7 @@ use quick_xml::escape::escape;
 use super::assessment::{Assessment, PolicyResult};
 use super::formats::FormatError;
 use crate::policy::findings::{Evaluation, Finding, SubjectKind};
-use crate::policy::subjects::EvaluatedSubjects;
-use crate::strings::StrList;
+use crate::policy::subjects::{Ids, SubjectLists};
 
 /// Whether some finding of a test case is not excepted: it fails.
 fn is_failure(findings: &[&Finding]) -> bool {
@@ -49,9 +48,10 @@ fn is_skipped(findings: &[&Finding]) -> bool {
 struct Suite<'a> {
     /// The policy.
     policy: &'a PolicyResult,
-    /// The evaluated subjects of each kind the policy applies to, each
-    /// sorted.
-    runs: Vec<&'a StrList>,
+    /// The evaluated subjects.
+    evaluated: &'a SubjectLists,
+    /// The kinds the policy applies to.
+    kinds: BTreeSet<SubjectKind>,
     /// The subjects with findings of this policy, sorted by id, each with its
     /// findings in assessment order.
     found: Vec<(&'a str, Vec<&'a Finding>)>,
@@ -63,53 +63,44 @@ struct Suite<'a> {
     skipped: usize,
 }
 
-impl<'a> Suite<'a> {
-    /// The suite's subject ids, sorted, without duplicates.
-    fn names(&self) -> Names<'a, '_> {
-        Names {
-            runs: self.runs.iter().map(|r| (*r, 0)).collect(),
-            found: &self.found,
-            last: None,
-        }
-    }
-}
-
-/// The merge of a suite's sorted runs of subject ids and of its finding
-/// subjects: every id once, in sorted order (what collecting them into a
-/// `BTreeSet` gives, without building one).
-struct Names<'a, 's> {
-    /// Each run, with the position of what is left of it.
-    runs: Vec<(&'a StrList, usize)>,
-    /// What is left of the finding subjects.
-    found: &'s [(&'a str, Vec<&'a Finding>)],
-    /// The id returned last, to skip duplicates.
-    last: Option<&'a str>,
-}
-
-impl<'a> Iterator for Names<'a, '_> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
+impl Suite<'_> {
+    /// Calls `f` with each of the suite's subject ids, sorted, without
+    /// duplicates: the merge of the sorted lists of the kinds the policy
+    /// applies to and of its finding subjects (what collecting them into a
+    /// `BTreeSet` gives, without building one). Fails if the lists cannot be
+    /// read back, or if `f` fails.
+    fn for_each_name(&self, mut f: impl FnMut(&str) -> io::Result<()>) -> io::Result<()> {
+        let mut runs = self
+            .kinds
+            .iter()
+            .map(|kind| self.evaluated.ids(*kind))
+            .collect::<io::Result<Vec<Ids<'_>>>>()?;
+        let mut found = self.found.as_slice();
+        let mut last: Option<String> = None;
         loop {
             // The smallest head; `None` as the source means `found`.
-            let mut best = self.found.first().map(|(id, _)| *id);
+            let mut best = found.first().map(|(id, _)| *id);
             let mut source = None;
-            for (i, (run, at)) in self.runs.iter().enumerate() {
-                if let Some(id) = run.get(*at) {
+            for (i, run) in runs.iter().enumerate() {
+                if let Some(id) = run.head() {
                     if best.is_none_or(|b| id < b) {
                         best = Some(id);
                         source = Some(i);
                     }
                 }
             }
-            let id = best?;
-            match source {
-                Some(i) => self.runs[i].1 += 1,
-                None => self.found = &self.found[1..],
+            let Some(id) = best else {
+                return Ok(());
+            };
+            if last.as_deref() != Some(id) {
+                f(id)?;
+                let last = last.get_or_insert_with(String::new);
+                last.clear();
+                last.push_str(id);
             }
-            if self.last != Some(id) {
-                self.last = Some(id);
-                return Some(id);
+            match source {
+                Some(i) => runs[i].advance()?,
+                None => found = &found[1..],
             }
         }
     }
@@ -135,23 +126,11 @@ fn xml_safe(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// `eval.evaluated` with each kind sorted: itself when it is (as
-/// `evaluate` leaves it), else a sorted copy.
-fn sorted_subjects(eval: &Evaluation) -> Cow<'_, EvaluatedSubjects> {
-    if eval.evaluated.is_sorted() {
-        Cow::Borrowed(&eval.evaluated)
-    } else {
-        let mut copy = eval.evaluated.clone();
-        copy.sort();
-        Cow::Owned(copy)
-    }
-}
-
-/// Groups subjects and findings into suites and counts their cases.
-/// Each kind of `evaluated` is sorted.
+/// Groups subjects and findings into suites and counts their cases (a
+/// first pass over the subjects: `<testsuites>` opens with the totals).
 fn suites<'a>(
     a: &'a Assessment,
-    evaluated: &'a EvaluatedSubjects,
+    evaluated: &'a SubjectLists,
 ) -> Result<Vec<Suite<'a>>, FormatError> {
     let subjects: u64 = a.subjects.values().sum();
     if evaluated.is_empty() && subjects > 0 {
@@ -164,14 +143,10 @@ fn suites<'a>(
             .or_default()
             .push(f);
     }
-    Ok(a.policies
+    a.policies
         .iter()
         .map(|p| {
             let kinds: BTreeSet<SubjectKind> = p.applies_to.iter().copied().collect();
-            let runs = kinds
-                .into_iter()
-                .filter_map(|kind| evaluated.of_kind(kind))
-                .collect();
             // INVARIANT: a finding's subject was evaluated; its findings are
             // kept in case a caller assembled the assessment by hand, so no
             // finding is lost.
@@ -184,16 +159,27 @@ fn suites<'a>(
             let skipped = found.iter().filter(|(_, fs)| is_skipped(fs)).count();
             let mut suite = Suite {
                 policy: p,
-                runs,
+                evaluated,
+                kinds,
                 found,
                 tests: 0,
                 failures,
                 skipped,
             };
-            suite.tests = suite.names().count();
+            let mut tests = 0;
             suite
+                .for_each_name(|_| {
+                    tests += 1;
+                    Ok(())
+                })
+                .map_err(|source| FormatError::Write {
+                    format: "JUnit",
+                    source,
+                })?;
+            suite.tests = tests;
+            Ok(suite)
         })
-        .collect())
+        .collect()
 }
 
 /// The body of a `<failure>`: facts, controls, evidence and remediation of
@@ -273,8 +259,7 @@ fn write_start(out: &mut impl Write, name: &str, attrs: &[(&str, &str)]) -> io::
 /// Writes the JUnit report of an assessment. `out` should be buffered: it
 /// gets many small writes.
 pub fn render(a: &Assessment, eval: &Evaluation, out: &mut impl Write) -> Result<(), FormatError> {
-    let evaluated = sorted_subjects(eval);
-    let suites = suites(a, &evaluated)?;
+    let suites = suites(a, &eval.evaluated)?;
     write_xml(&suites, out).map_err(|source| FormatError::Write {
         format: "JUnit",
         source,
@@ -334,7 +319,7 @@ fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> io::Result<()> {
         write_start(&mut prefix, "testcase", &[("classname", &classname)])?;
         prefix.extend_from_slice(b" name=\"");
         let mut found = suite.found.iter().peekable();
-        for name in suite.names() {
+        suite.for_each_name(|name| {
             out.write_all(&prefix)?;
             write_escaped(out, name)?;
             let findings = found.next_if(|(id, _)| *id == name).map(|(_, fs)| fs);
@@ -357,7 +342,8 @@ fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> io::Result<()> {
                 }
                 _ => out.write_all(b"\"/>")?,
             }
-        }
+            Ok(())
+        })?;
         out.write_all(b"\n  </testsuite>")?;
     }
     out.write_all(b"\n</testsuites>\n")
@@ -447,6 +433,18 @@ mod tests {
 
     /// The suites rendered by `quick_xml`'s indenting writer, event by event,
     /// as JUnit was rendered before it was streamed: the layout reference.
+    /// A suite's subject ids, in the order they are written.
+    fn names(suite: &Suite<'_>) -> Vec<String> {
+        let mut names = Vec::new();
+        suite
+            .for_each_name(|id| {
+                names.push(id.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        names
+    }
+
     fn reference(suites: &[Suite<'_>]) -> Vec<u8> {
         fn el<'a>(name: &'a str, attrs: &[(&str, &str)]) -> BytesStart<'a> {
             let mut el = BytesStart::new(name);
@@ -505,7 +503,8 @@ mod tests {
             w.write_event(Event::End(BytesEnd::new("properties")))
                 .unwrap();
             let classname = format!("syncproof.{}.{}", p.severity, p.id.replace('-', "_"));
-            for name in s.names() {
+            for name in names(s) {
+                let name = name.as_str();
                 let start = el("testcase", &[("classname", &classname), ("name", name)]);
                 let fs = s
                     .found
@@ -545,6 +544,7 @@ mod tests {
     fn sample() -> (Assessment, Evaluation) {
         use SubjectKind::*;
         let mut eval = Evaluation::default();
+        let mut evaluated = crate::policy::subjects::EvaluatedSubjects::default();
         for (kind, id) in [
             (Grant, "grant:b"),
             (Change, "change:z"),
@@ -554,8 +554,9 @@ mod tests {
             (Change, "change:a"),
             (Grant, "grant:b"),
         ] {
-            eval.evaluated.push(kind, id);
+            evaluated.push(kind, id);
         }
+        eval.evaluated = SubjectLists::from_subjects(evaluated).unwrap();
         eval.subjects.insert(Grant, 4);
         let findings = vec![
             finding("p-one", "grant:b", false),
@@ -586,10 +587,9 @@ mod tests {
 
     #[test]
     fn layout_matches_quick_xml_indenting_writer() {
-        let (a, mut eval) = sample();
+        let (a, eval) = sample();
         let mut out = Vec::new();
         render(&a, &eval, &mut out).unwrap();
-        eval.evaluated.sort();
         let suites = suites(&a, &eval.evaluated).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -604,10 +604,9 @@ mod tests {
 
     #[test]
     fn names_are_merged_sorted_and_distinct() {
-        let (a, mut eval) = sample();
-        eval.evaluated.sort();
+        let (a, eval) = sample();
         let suites = suites(&a, &eval.evaluated).unwrap();
-        let names: Vec<&str> = suites[1].names().collect();
+        let names = names(&suites[1]);
         assert_eq!(
             names,
             [

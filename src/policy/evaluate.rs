@@ -23,11 +23,13 @@ use rayon::prelude::*;
 use super::findings::{Evaluation, Finding, PolicyTally, Subject, SubjectKind};
 use super::pack::{CompiledPack, NAMESPACE};
 use super::slice::{GuardValue, Slice};
+use super::subjects::{EvaluatedSubjects, Run, SubjectLists};
 use crate::ingest::model::{Identity, SourceRef, TierTargets};
 use crate::reconcile::model::{
     AccountState, AssignmentState, Change, ChangeStatus, ConnectorHealth, Grant, SnapshotFreshness,
 };
 use crate::reconcile::Reconciled;
+use crate::spool::Spool;
 use crate::time::{format_timestamp, Span};
 use crate::{FastMap, FastSet};
 
@@ -62,6 +64,14 @@ pub enum EvaluateError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Ingest(#[from] crate::ingest::IngestError),
+    /// The temporary file that holds the evaluated subjects (for JUnit)
+    /// could not be written or read.
+    #[error("cannot use the temporary file of the evaluated subjects: {0}")]
+    #[diagnostic(
+        code(syncproof::policy::temporary_file),
+        help("point TMPDIR at a writable directory with room for about 50 bytes per subject")
+    )]
+    TempFile(#[source] std::io::Error),
     /// A policy raised an error for a subject; fail closed rather than treat
     /// the subject as compliant.
     #[error(
@@ -198,7 +208,7 @@ pub fn evaluate(
     options: EvaluateOptions<'_>,
 ) -> Result<Evaluation, EvaluateError> {
     check_tiers(r, pack)?;
-    let env = Env::new(r, pack, options.keep_subjects)?;
+    let mut env = Env::new(r, pack, options.keep_subjects)?;
     let parts: Vec<(&str, Partition<'_>)> = partitions(r).into_iter().collect();
     let tick = progress(options, parts.len());
     let mut results: Vec<Result<PartResult, EvaluateError>> = parts
@@ -211,7 +221,7 @@ pub fn evaluate(
         .collect();
     results.push(env.evaluate_connectors());
     tick();
-    merge(results, pack)
+    merge(results, pack, env.subjects.take())
 }
 
 /// Reconciles the applications of `prepared` one at a time and evaluates
@@ -229,7 +239,7 @@ pub fn reconcile_and_evaluate(
     let (eval, digests, apps) = {
         let r = prepared.facts();
         check_tiers(r, pack)?;
-        let env = Env::new(r, pack, options.keep_subjects)?;
+        let mut env = Env::new(r, pack, options.keep_subjects)?;
         let tick = progress(options, r.applications.len());
         let (outcomes, digests) = prepared.reconcile_apps(|mut access, changes| {
             let evidence = std::mem::take(&mut access.evidence);
@@ -262,7 +272,7 @@ pub fn reconcile_and_evaluate(
         }
         results.push(env.evaluate_connectors());
         tick();
-        (merge(results, pack)?, digests, apps)
+        (merge(results, pack, env.subjects.take())?, digests, apps)
     };
     let reconciled = prepared.finish(digests, apps)?;
     Ok((reconciled, eval))
@@ -298,10 +308,12 @@ fn progress(options: EvaluateOptions<'_>, partitions: usize) -> impl Fn() + Sync
 /// Merges the partitions' results into the evaluation: counts summed,
 /// findings and subjects sorted by total orders (so the result does not
 /// depend on which thread decided what), and the first evaluation error (in
-/// a total order) reported if there was any.
+/// a total order) reported if there was any. `subjects` is the spool the
+/// partitions wrote their subjects to, if they were kept.
 fn merge(
     results: Vec<Result<PartResult, EvaluateError>>,
     pack: &CompiledPack,
+    subjects: Option<std::sync::Mutex<Spool>>,
 ) -> Result<Evaluation, EvaluateError> {
     let mut out = Evaluation::default();
     let mut errors: Vec<(String, String, String)> = Vec::new();
@@ -316,7 +328,7 @@ fn merge(
             *failed.entry(id).or_default() += n;
         }
         out.findings.extend(part.findings);
-        evaluated.push(part.evaluated);
+        evaluated.push(part.runs);
         out.cedar_time += part.cedar_time;
         out.eval_time += part.eval_time;
         errors.extend(part.errors);
@@ -350,9 +362,14 @@ fn merge(
         );
     }
     out.findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    // Millions of ids under `attest`: each partition's lists are sorted,
-    // and joined here.
-    out.evaluated = super::subjects::EvaluatedSubjects::merge(evaluated);
+    // Millions of ids under `attest`: each partition's lists were sorted
+    // and written out; they are joined here.
+    if let Some(spool) = subjects {
+        let spool = spool
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.evaluated = SubjectLists::merge(spool, evaluated).map_err(EvaluateError::TempFile)?;
+    }
     Ok(out)
 }
 
@@ -432,7 +449,10 @@ struct PartResult {
     subjects: BTreeMap<SubjectKind, u64>,
     failed: BTreeMap<String, u64>,
     findings: Vec<Finding>,
-    evaluated: super::subjects::EvaluatedSubjects,
+    /// The subjects decided (when they are kept), until they are spilled.
+    evaluated: EvaluatedSubjects,
+    /// Where they were spilled.
+    runs: Vec<(SubjectKind, Run)>,
     errors: Vec<(String, String, String)>,
     cedar_time: std::time::Duration,
     /// Time spent building the partition's entities and requests and
@@ -449,7 +469,9 @@ struct Env<'a> {
     /// Connector id → (strictest tier, applications).
     connectors: HashMap<&'a str, (&'a str, Vec<&'a str>)>,
     identities: FastMap<&'a str, &'a Identity>,
-    keep_subjects: bool,
+    /// Where partitions write the subjects they decided, when they are kept
+    /// (for JUnit).
+    subjects: Option<std::sync::Mutex<Spool>>,
     /// The entity attributes the application partitions build.
     keep: Keep<'a>,
     /// The tier entities with those attributes, built once.
@@ -518,7 +540,7 @@ impl<'a> Env<'a> {
                 .collect(),
             connectors: connector_info(r, pack),
             identities: r.identities.iter().map(|i| (i.id.as_str(), i)).collect(),
-            keep_subjects,
+            subjects: keep_subjects.then(|| std::sync::Mutex::new(Spool::new())),
             keep,
             tiers: Vec::new(),
             identity_entities: ["kind", "human", "status", "owner"]
@@ -823,7 +845,7 @@ impl Env<'_> {
             let response = authorizer.is_authorized(&request, policies, store);
             out.cedar_time += started.elapsed();
             *out.subjects.entry(req.kind).or_default() += 1;
-            if self.keep_subjects {
+            if self.subjects.is_some() {
                 out.evaluated
                     .list_mut(req.kind)
                     .push_with(|s| write_subject_id(s, &req));
@@ -888,9 +910,13 @@ impl Env<'_> {
                 });
             }
         }
-        // Sorted here, on the thread that evaluated the partition, so that
-        // joining the partitions' lists is mostly concatenation.
-        out.evaluated.sort();
+        // Sorted and written out here, on the thread that evaluated the
+        // partition, so that joining the partitions' lists is ordering runs.
+        if let Some(spool) = &self.subjects {
+            out.runs = std::mem::take(&mut out.evaluated)
+                .spill(spool)
+                .map_err(EvaluateError::TempFile)?;
+        }
         Ok(out)
     }
 

@@ -234,10 +234,10 @@ pub struct Evaluation {
     pub policies: BTreeMap<String, PolicyTally>,
     /// Findings, sorted by [`Finding::sort_key`].
     pub findings: Vec<Finding>,
-    /// Every subject evaluated, by kind, sorted (kept only when asked: JUnit
-    /// lists passing subjects too).
+    /// Every subject evaluated, by kind, sorted, in a temporary file (kept
+    /// only when asked: JUnit lists passing subjects too).
     #[serde(skip)]
-    pub evaluated: super::subjects::EvaluatedSubjects,
+    pub evaluated: super::subjects::SubjectLists,
     /// Time spent inside Cedar's `is_authorized`, summed over threads (for
     /// `--timings`; never written to an output).
     #[serde(skip)]

@@ -1,25 +1,32 @@
 //! The list of every subject evaluated, kept for JUnit (which lists passing
 //! subjects too).
 //!
-//! A W10 `attest` evaluates 16.5 million subjects. Kept as a `(kind,
-//! String)` each, the list cost a heap string per id, a 16.5-million-entry
-//! sort of scattered strings at the end, and about 1.3 GiB. Here each kind's
-//! ids are written one after another into one buffer ([`StrList`]); each
-//! application's lists are sorted by the thread that evaluated it, and
-//! [`EvaluatedSubjects::merge`] joins them: application runs of grants,
-//! assignments and accounts do not overlap (their ids start with the
-//! application), so ordering the runs by their first id and concatenating
-//! them gives the sorted list, which is then checked; a kind whose runs do
-//! overlap (changes are named by key) is sorted whole.
+//! A W10 `attest` evaluates 16.5 million subjects, about 0.9 GiB of ids:
+//! held in memory until the JUnit file is written, they were most of
+//! `attest`'s peak. So each application's ids are collected in memory
+//! ([`EvaluatedSubjects`]: each kind's ids one after another in one buffer,
+//! a [`StrList`]), sorted by the thread that evaluated it, and written to a
+//! temporary file as one sorted run per kind
+//! (`EvaluatedSubjects::spill`). `SubjectLists::merge` then orders each
+//! kind's runs: application runs of grants, assignments and accounts do not
+//! overlap (their ids start with the application), so ordering the runs by
+//! their first id gives the sorted list, and reading them in that order
+//! streams it ([`SubjectLists::ids`]). A kind whose runs do overlap
+//! (changes are named by key) is read back, sorted whole and written again
+//! as one run.
+//!
+//! In a run each id is its length (4 bytes, little-endian) and its UTF-8
+//! bytes.
 
 use std::collections::BTreeMap;
-
-use rayon::prelude::*;
+use std::io::{self, BufReader, Read};
+use std::sync::{Arc, Mutex};
 
 use super::findings::SubjectKind;
+use crate::spool::{Spool, SpoolReader};
 use crate::strings::StrList;
 
-/// Every subject evaluated, by kind.
+/// Every subject evaluated, by kind, in memory: one partition's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EvaluatedSubjects {
     kinds: BTreeMap<SubjectKind, StrList>,
@@ -36,11 +43,6 @@ impl EvaluatedSubjects {
         self.kinds.entry(kind).or_default()
     }
 
-    /// The ids of `kind` (sorted, if [`Self::is_sorted`]).
-    pub fn of_kind(&self, kind: SubjectKind) -> Option<&StrList> {
-        self.kinds.get(&kind).filter(|l| !l.is_empty())
-    }
-
     /// How many ids, of all kinds.
     pub fn len(&self) -> usize {
         self.kinds.values().map(StrList::len).sum()
@@ -51,52 +53,266 @@ impl EvaluatedSubjects {
         self.kinds.values().all(StrList::is_empty)
     }
 
-    /// Every `(kind, id)`, by kind, each kind in list order.
-    pub fn iter(&self) -> impl Iterator<Item = (SubjectKind, &str)> + '_ {
-        self.kinds
-            .iter()
-            .flat_map(|(k, l)| l.iter().map(move |id| (*k, id)))
+    /// Sorts each kind's ids and appends each kind to `spool` as one run.
+    /// Returns where the runs are.
+    pub(crate) fn spill(self, spool: &Mutex<Spool>) -> io::Result<Vec<(SubjectKind, Run)>> {
+        let mut runs = Vec::with_capacity(self.kinds.len());
+        for (kind, list) in self.kinds {
+            if list.is_empty() {
+                continue;
+            }
+            let list = list.into_sorted();
+            let bytes = encode(&list)?;
+            // A poisoned lock means another partition panicked while
+            // appending; the run is then abandoned anyway.
+            let offset = spool
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .append(&bytes)?;
+            runs.push((kind, Run::new(&list, offset, bytes.len() as u64)));
+        }
+        Ok(runs)
+    }
+}
+
+/// The ids of `list` as a run: each its length (u32, little-endian) and its
+/// bytes.
+fn encode(list: &StrList) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(list.bytes() + 4 * list.len());
+    for id in list.iter() {
+        let len = u32::try_from(id.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a subject id over 4 GiB"))?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(id.as_bytes());
+    }
+    Ok(out)
+}
+
+/// Where one sorted run of ids lies in the spool.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    offset: u64,
+    bytes: u64,
+    count: usize,
+    first: String,
+    last: String,
+}
+
+impl Run {
+    /// The run of `list` (sorted, not empty), written at `offset`.
+    fn new(list: &StrList, offset: u64, bytes: u64) -> Run {
+        Run {
+            offset,
+            bytes,
+            count: list.len(),
+            first: list.get(0).unwrap_or_default().to_owned(),
+            last: list
+                .get(list.len().wrapping_sub(1))
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
+/// Every subject evaluated, by kind, each kind sorted, in a temporary file
+/// (see the module documentation).
+#[derive(Clone, Default)]
+pub struct SubjectLists {
+    spool: Option<Arc<Spool>>,
+    /// Each kind's runs, in order: read one after another, sorted.
+    kinds: BTreeMap<SubjectKind, Vec<Run>>,
+}
+
+impl std::fmt::Debug for SubjectLists {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Where the runs lie depends on which thread wrote first: only the
+        // counts are shown.
+        f.debug_map()
+            .entries(
+                self.kinds
+                    .iter()
+                    .map(|(k, runs)| (k, runs.iter().map(|r| r.count).sum::<usize>())),
+            )
+            .finish()
+    }
+}
+
+impl SubjectLists {
+    /// Joins the runs the partitions spilled to `spool` into one sorted
+    /// list per kind (see the module documentation).
+    pub(crate) fn merge(
+        mut spool: Spool,
+        parts: Vec<Vec<(SubjectKind, Run)>>,
+    ) -> io::Result<SubjectLists> {
+        let mut kinds: BTreeMap<SubjectKind, Vec<Run>> = BTreeMap::new();
+        for (kind, run) in parts.into_iter().flatten() {
+            kinds.entry(kind).or_default().push(run);
+        }
+        spool.flush()?;
+        for runs in kinds.values_mut() {
+            runs.sort_by(|a, b| (&a.first, &a.last, a.offset).cmp(&(&b.first, &b.last, b.offset)));
+            if runs.windows(2).all(|w| w[0].last <= w[1].first) {
+                continue;
+            }
+            // Overlapping runs: sorted whole.
+            let mut list = StrList::with_capacity(
+                runs.iter().map(|r| r.count).sum(),
+                runs.iter().map(|r| r.bytes as usize).sum(),
+            );
+            let mut ids = Ids::new(&spool, runs)?;
+            while let Some(id) = ids.head() {
+                list.push(id);
+                ids.advance()?;
+            }
+            drop(ids);
+            let list = list.into_sorted();
+            let bytes = encode(&list)?;
+            let offset = spool.append(&bytes)?;
+            *runs = vec![Run::new(&list, offset, bytes.len() as u64)];
+        }
+        spool.flush()?;
+        Ok(SubjectLists {
+            spool: Some(Arc::new(spool)),
+            kinds,
+        })
     }
 
-    /// Whether each kind's ids are sorted.
-    pub fn is_sorted(&self) -> bool {
-        self.kinds.values().all(StrList::is_sorted)
+    /// The lists of `subjects`, sorted, in a temporary file of their own
+    /// (for an evaluation assembled by hand).
+    pub fn from_subjects(subjects: EvaluatedSubjects) -> io::Result<SubjectLists> {
+        let spool = Mutex::new(Spool::new());
+        let runs = subjects.spill(&spool)?;
+        let spool = spool
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        SubjectLists::merge(spool, vec![runs])
     }
 
-    /// Sorts each kind's ids.
-    pub fn sort(&mut self) {
-        for list in self.kinds.values_mut() {
-            *list = std::mem::take(list).into_sorted();
+    /// How many ids, of all kinds.
+    pub fn len(&self) -> usize {
+        self.kinds.values().flatten().map(|r| r.count).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids of `kind`, sorted, read back as they are walked.
+    pub fn ids(&self, kind: SubjectKind) -> io::Result<Ids<'_>> {
+        match (&self.spool, self.kinds.get(&kind)) {
+            (Some(spool), Some(runs)) => Ids::new(spool, runs),
+            _ => Ok(Ids::empty()),
         }
     }
 
-    /// Joins `parts`, each sorted, into one sorted list (see the module
-    /// documentation). Each kind is joined on its own thread.
-    pub fn merge(parts: Vec<EvaluatedSubjects>) -> EvaluatedSubjects {
-        let mut runs: BTreeMap<SubjectKind, Vec<StrList>> = BTreeMap::new();
-        for part in parts {
-            for (kind, list) in part.kinds {
-                if !list.is_empty() {
-                    runs.entry(kind).or_default().push(list);
-                }
+    /// Every `(kind, id)`, by kind, each kind sorted (read whole: for tests
+    /// and small collections).
+    pub fn to_vec(&self) -> io::Result<Vec<(SubjectKind, String)>> {
+        let mut out = Vec::with_capacity(self.len());
+        for kind in self.kinds.keys() {
+            let mut ids = self.ids(*kind)?;
+            while let Some(id) = ids.head() {
+                out.push((*kind, id.to_owned()));
+                ids.advance()?;
             }
         }
-        let kinds = runs
-            .into_par_iter()
-            .map(|(kind, mut lists)| {
-                // Runs that do not overlap are then in order.
-                lists.sort_by(|a, b| a.get(0).cmp(&b.get(0)));
-                let mut joined = StrList::with_capacity(
-                    lists.iter().map(StrList::len).sum(),
-                    lists.iter().map(StrList::bytes).sum(),
-                );
-                for list in lists {
-                    joined.append(&list);
-                }
-                (kind, joined.into_sorted())
-            })
-            .collect();
-        EvaluatedSubjects { kinds }
+        Ok(out)
+    }
+}
+
+/// A cursor over one kind's sorted ids, reading its runs as it goes.
+pub struct Ids<'a> {
+    spool: Option<&'a Spool>,
+    /// The runs not yet started.
+    runs: std::slice::Iter<'a, Run>,
+    /// The run being read.
+    reader: Option<BufReader<SpoolReader<'a>>>,
+    /// Ids left in it.
+    left: usize,
+    /// Bytes left in it.
+    bytes_left: u64,
+    /// The current id, if there is one.
+    head: Option<String>,
+}
+
+/// Bytes read from the temporary file at a time, per cursor.
+const READ_BUFFER: usize = 64 * 1024;
+
+impl<'a> Ids<'a> {
+    fn empty() -> Ids<'a> {
+        Ids {
+            spool: None,
+            runs: [].iter(),
+            reader: None,
+            left: 0,
+            bytes_left: 0,
+            head: None,
+        }
+    }
+
+    /// A cursor at the first id of `runs`.
+    fn new(spool: &'a Spool, runs: &'a [Run]) -> io::Result<Ids<'a>> {
+        let mut ids = Ids {
+            spool: Some(spool),
+            runs: runs.iter(),
+            reader: None,
+            left: 0,
+            bytes_left: 0,
+            head: Some(String::new()),
+        };
+        ids.advance()?;
+        Ok(ids)
+    }
+
+    /// The current id; `None` once every id was walked.
+    pub fn head(&self) -> Option<&str> {
+        self.head.as_deref()
+    }
+
+    /// Moves to the next id.
+    pub fn advance(&mut self) -> io::Result<()> {
+        self.step().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot read the evaluated subjects back from their temporary file: {e}"),
+            )
+        })
+    }
+
+    fn step(&mut self) -> io::Result<()> {
+        while self.left == 0 {
+            let (Some(spool), Some(run)) = (self.spool, self.runs.next()) else {
+                self.head = None;
+                self.reader = None;
+                return Ok(());
+            };
+            self.reader = Some(BufReader::with_capacity(
+                READ_BUFFER,
+                spool.reader(run.offset, run.bytes),
+            ));
+            self.left = run.count;
+            self.bytes_left = run.bytes;
+        }
+        let (Some(reader), Some(head)) = (&mut self.reader, self.head.take()) else {
+            return Ok(());
+        };
+        let mut len = [0u8; 4];
+        reader.read_exact(&mut len)?;
+        let len = u64::from(u32::from_le_bytes(len));
+        self.bytes_left = self
+            .bytes_left
+            .checked_sub(4 + len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a damaged run of ids"))?;
+        let mut bytes = head.into_bytes();
+        bytes.clear();
+        bytes.resize(len as usize, 0);
+        reader.read_exact(&mut bytes)?;
+        let id =
+            String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.head = Some(id);
+        self.left -= 1;
+        Ok(())
     }
 }
 
@@ -105,37 +321,110 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Spills each part to one spool, as the partitions do, and merges.
+    fn spill_and_merge(parts: Vec<EvaluatedSubjects>) -> SubjectLists {
+        let spool = Mutex::new(Spool::new());
+        let runs = parts
+            .into_iter()
+            .map(|p| p.spill(&spool).unwrap())
+            .collect();
+        SubjectLists::merge(spool.into_inner().unwrap(), runs).unwrap()
+    }
+
     proptest! {
         /// Whatever the ids and however they are split into parts, the
         /// merge holds the same ids as one sorted list of all of them:
         /// overlapping runs (`a` + `a-b` prefixes, equal ids, kinds split
         /// across parts) included.
         #[test]
-        fn merging_sorted_parts_gives_the_sorted_whole(
+        fn merging_spilled_parts_gives_the_sorted_whole(
             parts in prop::collection::vec(
-                prop::collection::vec((0..3usize, "(a|a-b|a/b|b)/[a-c]{0,3}"), 0..20),
+                prop::collection::vec((0..3usize, "(a|a-b|a/b|b)/[a-c\u{e9}]{0,3}"), 0..20),
                 0..6,
             )
         ) {
             let kinds = [SubjectKind::Change, SubjectKind::Grant, SubjectKind::Account];
             let mut whole: Vec<(SubjectKind, String)> = Vec::new();
-            let mut sorted_parts = Vec::new();
+            let mut unsorted = Vec::new();
             for part in &parts {
                 let mut e = EvaluatedSubjects::default();
                 for (k, id) in part {
                     e.push(kinds[*k], id);
                     whole.push((kinds[*k], id.clone()));
                 }
-                e.sort();
-                prop_assert!(e.is_sorted());
-                sorted_parts.push(e);
+                unsorted.push(e);
             }
             whole.sort();
-            let merged = EvaluatedSubjects::merge(sorted_parts);
-            prop_assert!(merged.is_sorted());
-            let got: Vec<(SubjectKind, String)> =
-                merged.iter().map(|(k, id)| (k, id.to_owned())).collect();
-            prop_assert_eq!(got, whole);
+            let merged = spill_and_merge(unsorted);
+            prop_assert_eq!(merged.len(), whole.len());
+            prop_assert_eq!(merged.to_vec().unwrap(), whole);
         }
+    }
+
+    #[test]
+    fn disjoint_runs_are_read_in_place_and_overlapping_ones_sorted_whole() {
+        let part = |ids: &[(SubjectKind, &str)]| {
+            let mut e = EvaluatedSubjects::default();
+            for (k, id) in ids {
+                e.push(*k, id);
+            }
+            e
+        };
+        use SubjectKind::{Change, Grant};
+        let merged = spill_and_merge(vec![
+            part(&[
+                (Grant, "grant:b/2"),
+                (Grant, "grant:b/1"),
+                (Change, "change:k3"),
+            ]),
+            part(&[
+                (Grant, "grant:a/1"),
+                (Change, "change:k1"),
+                (Change, "change:k4"),
+            ]),
+        ]);
+        // The grants' two runs are kept, in order; the changes' were joined.
+        assert_eq!(merged.kinds[&Grant].len(), 2);
+        assert_eq!(merged.kinds[&Change].len(), 1);
+        let mut ids = merged.ids(Change).unwrap();
+        let mut walked = Vec::new();
+        while let Some(id) = ids.head() {
+            walked.push(id.to_owned());
+            ids.advance().unwrap();
+        }
+        assert_eq!(walked, ["change:k1", "change:k3", "change:k4"]);
+        assert_eq!(format!("{merged:?}"), "{Change: 3, Grant: 3}");
+        assert!(merged.ids(SubjectKind::Snapshot).unwrap().head().is_none());
+    }
+
+    #[test]
+    fn a_damaged_run_is_an_error_not_a_panic_or_a_short_list() {
+        let mut spool = Spool::in_memory();
+        // One id that says it is 1000 bytes long, in a run of 8 bytes.
+        let offset = spool
+            .append(&[232, 3, 0, 0, b'a', b'b', b'c', b'd'])
+            .unwrap();
+        let run = Run {
+            offset,
+            bytes: 8,
+            count: 1,
+            first: "abcd".into(),
+            last: "abcd".into(),
+        };
+        let lists = SubjectLists::merge(spool, vec![vec![(SubjectKind::Grant, run)]]);
+        let err = lists.and_then(|l| l.to_vec()).unwrap_err();
+        assert!(err.to_string().contains("temporary file"), "{err}");
+        // Invalid UTF-8 too.
+        let mut spool = Spool::in_memory();
+        let offset = spool.append(&[2, 0, 0, 0, 0xff, 0xfe]).unwrap();
+        let run = Run {
+            offset,
+            bytes: 6,
+            count: 1,
+            first: "x".into(),
+            last: "x".into(),
+        };
+        let lists = SubjectLists::merge(spool, vec![vec![(SubjectKind::Grant, run)]]).unwrap();
+        assert!(lists.to_vec().is_err());
     }
 }

@@ -30,11 +30,11 @@ use sha2::{Digest, Sha256};
 use super::model::{
     Anomaly, AnomalyKind, Change, ChangeFigure as Figure, ChangeStatus, EventStats,
 };
-use super::spool::Spool;
 use crate::ingest::digest::Sha256Digest;
 use crate::ingest::model::{
     AttemptOutcome, ChangeRequest as Requested, ConfirmMethod, Event, EventBody, SourceRef,
 };
+use crate::spool::Spool;
 use crate::time::{format_timestamp, Span, Timestamp};
 
 /// The most replays listed one by one as anomalies; all are counted.

@@ -13,7 +13,6 @@ use rayon::prelude::*;
 mod access;
 mod lifecycle;
 pub mod model;
-mod spool;
 pub mod summary;
 
 use crate::ingest::{Collection, IngestError};

@@ -392,11 +392,11 @@ fn junit_escapes_xml_special_characters_in_subject_ids() {
     f.subject.id = weird.to_owned();
     f.facts = "facts with <tags> & \"quotes\"".to_owned();
     let mut renamed = syncproof::policy::subjects::EvaluatedSubjects::default();
-    for (kind, id) in e.eval.evaluated.iter() {
-        renamed.push(kind, if id == BREAKGLASS.1 { weird } else { id });
+    for (kind, id) in e.eval.evaluated.to_vec().unwrap() {
+        renamed.push(kind, if id == BREAKGLASS.1 { weird } else { &id });
     }
-    // The renamed list may be out of order: the JUnit writer sorts it.
-    e.eval.evaluated = renamed;
+    // The renamed list may be out of order: it is sorted as it is kept.
+    e.eval.evaluated = syncproof::policy::subjects::SubjectLists::from_subjects(renamed).unwrap();
     let a = e.assessment();
     let mut out = Vec::new();
     junit::render(&a, &e.eval, &mut out).unwrap();

@@ -1,4 +1,5 @@
-//! An append-only scratch space for records too many to hold: an unnamed
+//! An append-only scratch space for records too many to hold (the sync
+//! log's changes, the subjects `attest` lists): an unnamed
 //! temporary file (gone when the run ends, even if it is killed), or memory
 //! when no temporary file can be made. The results do not depend on which.
 
@@ -112,11 +113,69 @@ impl Spool {
         Ok(out)
     }
 
+    /// The `len` bytes at `offset`, which must have been flushed, as a
+    /// stream (positioned reads: several may read side by side). Reading
+    /// past the end of the spool is an error.
+    pub(crate) fn reader(&self, offset: u64, len: u64) -> SpoolReader<'_> {
+        SpoolReader {
+            spool: self,
+            at: offset,
+            end: offset.saturating_add(len),
+        }
+    }
+
     /// Everything appended, which must have been flushed.
     pub(crate) fn read_all(&self) -> io::Result<Vec<u8>> {
         let len = usize::try_from(self.len).map_err(|_| out_of_range())?;
         self.read_at(0, len)
     }
+}
+
+/// A range of a [`Spool`], read as a stream; see [`Spool::reader`].
+pub(crate) struct SpoolReader<'a> {
+    spool: &'a Spool,
+    /// Where the next read starts.
+    at: u64,
+    /// Where the range ends.
+    end: u64,
+}
+
+impl io::Read for SpoolReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let buf = &mut buf[..want];
+        let n = match &self.spool.backing {
+            Backing::File(f) => read_at(f, buf, self.at)?,
+            Backing::Memory(m) => {
+                let start = usize::try_from(self.at).map_err(|_| out_of_range())?;
+                let bytes = m.get(start..).unwrap_or_default();
+                let n = bytes.len().min(want);
+                buf[..n].copy_from_slice(&bytes[..n]);
+                n
+            }
+        };
+        if n == 0 {
+            // The range runs past what was written.
+            return Err(out_of_range());
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads up to `buf.len()` bytes at `offset`, without a lock.
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, offset)
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, without a lock: tasks read
@@ -152,6 +211,7 @@ fn out_of_range() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn file_and_memory_read_back_what_was_appended() {
@@ -174,6 +234,24 @@ mod tests {
             assert!(all.ends_with(b"world!"));
             // Past the end is an error, not a panic.
             assert!(s.read_at(all.len() as u64, 1).is_err());
+            // A range read as a stream, in small and large reads.
+            let mut streamed = Vec::new();
+            s.reader(b, big.len() as u64 + 5)
+                .read_to_end(&mut streamed)
+                .unwrap();
+            assert_eq!(&streamed[..big.len()], &big[..]);
+            assert_eq!(&streamed[big.len()..], b"world");
+            let mut three = [0u8; 3];
+            let mut r = s.reader(c, 5);
+            r.read_exact(&mut three).unwrap();
+            assert_eq!(&three, b"wor");
+            let mut rest = Vec::new();
+            r.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, b"ld");
+            // A range past the end is an error when it gets there.
+            let mut past = Vec::new();
+            assert!(s.reader(d, 2).read_to_end(&mut past).is_err());
+            assert_eq!(past, b"!");
         }
     }
 }
