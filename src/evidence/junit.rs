@@ -31,7 +31,7 @@ use quick_xml::escape::escape;
 use super::assessment::{Assessment, PolicyResult};
 use super::formats::FormatError;
 use crate::policy::findings::{Evaluation, Finding, SubjectKind};
-use crate::policy::subjects::{Ids, SubjectLists};
+use crate::policy::subjects::{kind_of, Ids, SubjectLists};
 
 /// Whether some finding of a test case is not excepted: it fails.
 fn is_failure(findings: &[&Finding]) -> bool {
@@ -126,8 +126,12 @@ fn xml_safe(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Groups subjects and findings into suites and counts their cases (a
-/// first pass over the subjects: `<testsuites>` opens with the totals).
+/// Groups subjects and findings into suites and counts their cases
+/// (`<testsuites>` opens with the totals): a suite's cases are the different
+/// ids of the kinds it covers, which [`SubjectLists::distinct`] counts, and
+/// those of its finding subjects that were not evaluated (none, when the
+/// evaluation made the findings; only the runs that could hold a finding's
+/// subject are read to tell).
 fn suites<'a>(
     a: &'a Assessment,
     evaluated: &'a SubjectLists,
@@ -137,13 +141,34 @@ fn suites<'a>(
         return Err(FormatError::SubjectsNotKept);
     }
     let mut findings: BTreeMap<(&str, &str), Vec<&Finding>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<SubjectKind, Vec<&str>> = BTreeMap::new();
     for f in &a.findings {
         findings
             .entry((f.policy_id.as_str(), f.subject.id.as_str()))
             .or_default()
             .push(f);
+        if let Some(kind) = kind_of(&f.subject.id) {
+            by_kind.entry(kind).or_default().push(&f.subject.id);
+        }
     }
-    a.policies
+    let read_err = |source| FormatError::Write {
+        format: "JUnit",
+        source,
+    };
+    // The finding subjects that are in the list of the kind they name.
+    let mut evaluated_found: BTreeSet<&str> = BTreeSet::new();
+    for (kind, mut ids) in by_kind {
+        ids.sort_unstable();
+        ids.dedup();
+        let contained = evaluated.contains(kind, &ids).map_err(read_err)?;
+        evaluated_found.extend(
+            ids.iter()
+                .zip(contained)
+                .filter(|(_, c)| *c)
+                .map(|(id, _)| *id),
+        );
+    }
+    Ok(a.policies
         .iter()
         .map(|p| {
             let kinds: BTreeSet<SubjectKind> = p.applies_to.iter().copied().collect();
@@ -157,29 +182,22 @@ fn suites<'a>(
                 .collect();
             let failures = found.iter().filter(|(_, fs)| is_failure(fs)).count();
             let skipped = found.iter().filter(|(_, fs)| is_skipped(fs)).count();
-            let mut suite = Suite {
+            let listed = |id: &str| {
+                kind_of(id).is_some_and(|k| kinds.contains(&k)) && evaluated_found.contains(id)
+            };
+            let tests = kinds.iter().map(|k| evaluated.distinct(*k)).sum::<usize>()
+                + found.iter().filter(|(id, _)| !listed(id)).count();
+            Suite {
                 policy: p,
                 evaluated,
                 kinds,
                 found,
-                tests: 0,
+                tests,
                 failures,
                 skipped,
-            };
-            let mut tests = 0;
-            suite
-                .for_each_name(|_| {
-                    tests += 1;
-                    Ok(())
-                })
-                .map_err(|source| FormatError::Write {
-                    format: "JUnit",
-                    source,
-                })?;
-            suite.tests = tests;
-            Ok(suite)
+            }
         })
-        .collect()
+        .collect())
 }
 
 /// The body of a `<failure>`: facts, controls, evidence and remediation of
@@ -319,7 +337,9 @@ fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> io::Result<()> {
         write_start(&mut prefix, "testcase", &[("classname", &classname)])?;
         prefix.extend_from_slice(b" name=\"");
         let mut found = suite.found.iter().peekable();
+        let mut cases = 0;
         suite.for_each_name(|name| {
+            cases += 1;
             out.write_all(&prefix)?;
             write_escaped(out, name)?;
             let findings = found.next_if(|(id, _)| *id == name).map(|(_, fs)| fs);
@@ -344,6 +364,13 @@ fn write_xml(suites: &[Suite<'_>], out: &mut impl Write) -> io::Result<()> {
             }
             Ok(())
         })?;
+        if cases != suite.tests {
+            // The totals written above would be wrong: no report at all.
+            return Err(io::Error::other(format!(
+                "suite `{}` was counted as {} test cases but lists {cases}",
+                p.id, suite.tests
+            )));
+        }
         out.write_all(b"\n  </testsuite>")?;
     }
     out.write_all(b"\n</testsuites>\n")

@@ -16,7 +16,11 @@
 //! as one run.
 //!
 //! In a run each id is its length (4 bytes, little-endian) and its UTF-8
-//! bytes.
+//! bytes. Every id starts with its kind and a colon (`grant:…`), as
+//! [`super::findings::Subject::id`] documents; a list is refused otherwise,
+//! because the JUnit writer counts its test cases per kind
+//! ([`SubjectLists::distinct`]) before it walks them, and relies on kinds
+//! never sharing an id.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read};
@@ -62,7 +66,7 @@ impl EvaluatedSubjects {
                 continue;
             }
             let list = list.into_sorted();
-            let bytes = encode(&list)?;
+            let bytes = encode(kind, &list)?;
             // A poisoned lock means another partition panicked while
             // appending; the run is then abandoned anyway.
             let offset = spool
@@ -75,11 +79,28 @@ impl EvaluatedSubjects {
     }
 }
 
-/// The ids of `list` as a run: each its length (u32, little-endian) and its
-/// bytes.
-fn encode(list: &StrList) -> io::Result<Vec<u8>> {
+/// Whether `id` starts with `kind` and a colon.
+pub(crate) fn has_prefix(kind: SubjectKind, id: &str) -> bool {
+    id.strip_prefix(kind.as_str())
+        .is_some_and(|rest| rest.starts_with(':'))
+}
+
+/// The kind `id` names by its prefix, if any.
+pub(crate) fn kind_of(id: &str) -> Option<SubjectKind> {
+    SubjectKind::ALL.into_iter().find(|k| has_prefix(*k, id))
+}
+
+/// The ids of `list` (of `kind`) as a run: each its length (u32,
+/// little-endian) and its bytes.
+fn encode(kind: SubjectKind, list: &StrList) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(list.bytes() + 4 * list.len());
     for id in list.iter() {
+        if !has_prefix(kind, id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("subject id `{id}` does not start with `{}:`", kind.as_str()),
+            ));
+        }
         let len = u32::try_from(id.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a subject id over 4 GiB"))?;
         out.extend_from_slice(&len.to_le_bytes());
@@ -94,6 +115,8 @@ pub(crate) struct Run {
     offset: u64,
     bytes: u64,
     count: usize,
+    /// Ids without their repeats.
+    distinct: usize,
     first: String,
     last: String,
 }
@@ -101,10 +124,19 @@ pub(crate) struct Run {
 impl Run {
     /// The run of `list` (sorted, not empty), written at `offset`.
     fn new(list: &StrList, offset: u64, bytes: u64) -> Run {
+        let mut distinct = 0;
+        let mut last = None;
+        for id in list.iter() {
+            if last != Some(id) {
+                distinct += 1;
+                last = Some(id);
+            }
+        }
         Run {
             offset,
             bytes,
             count: list.len(),
+            distinct,
             first: list.get(0).unwrap_or_default().to_owned(),
             last: list
                 .get(list.len().wrapping_sub(1))
@@ -149,7 +181,7 @@ impl SubjectLists {
             kinds.entry(kind).or_default().push(run);
         }
         spool.flush()?;
-        for runs in kinds.values_mut() {
+        for (kind, runs) in kinds.iter_mut() {
             runs.sort_by(|a, b| (&a.first, &a.last, a.offset).cmp(&(&b.first, &b.last, b.offset)));
             if runs.windows(2).all(|w| w[0].last <= w[1].first) {
                 continue;
@@ -166,7 +198,7 @@ impl SubjectLists {
             }
             drop(ids);
             let list = list.into_sorted();
-            let bytes = encode(&list)?;
+            let bytes = encode(*kind, &list)?;
             let offset = spool.append(&bytes)?;
             *runs = vec![Run::new(&list, offset, bytes.len() as u64)];
         }
@@ -191,6 +223,56 @@ impl SubjectLists {
     /// How many ids, of all kinds.
     pub fn len(&self) -> usize {
         self.kinds.values().flatten().map(|r| r.count).sum()
+    }
+
+    /// How many different ids of `kind` (its runs are sorted and do not
+    /// overlap, so a repeat across runs can only be where one ends and the
+    /// next begins).
+    pub fn distinct(&self, kind: SubjectKind) -> usize {
+        let Some(runs) = self.kinds.get(&kind) else {
+            return 0;
+        };
+        let within: usize = runs.iter().map(|r| r.distinct).sum();
+        let across = runs.windows(2).filter(|w| w[0].last == w[1].first).count();
+        within - across
+    }
+
+    /// Which of `ids` (sorted, without repeats, of `kind`) are in the list
+    /// of `kind`. Reads only the runs whose range holds one of them.
+    pub fn contains(&self, kind: SubjectKind, ids: &[&str]) -> io::Result<Vec<bool>> {
+        let mut out = vec![false; ids.len()];
+        let (Some(spool), Some(runs)) = (&self.spool, self.kinds.get(&kind)) else {
+            return Ok(out);
+        };
+        let mut at = 0;
+        for run in runs {
+            // Ids before this run are in no run.
+            while ids.get(at).is_some_and(|id| *id < run.first.as_str()) {
+                at += 1;
+            }
+            if ids.get(at).is_none_or(|id| *id > run.last.as_str()) {
+                continue;
+            }
+            let mut walked = Ids::new(spool, std::slice::from_ref(run))?;
+            while let (Some(head), Some(id)) = (walked.head(), ids.get(at)) {
+                if *id > run.last.as_str() {
+                    break;
+                }
+                match head.cmp(id) {
+                    std::cmp::Ordering::Less => walked.advance()?,
+                    std::cmp::Ordering::Equal => {
+                        out[at] = true;
+                        at += 1;
+                    }
+                    std::cmp::Ordering::Greater => at += 1,
+                }
+            }
+            // An id equal to this run's last may begin the next run too.
+            while ids.get(at).is_some_and(|id| *id <= run.last.as_str()) {
+                at += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Whether there are none.
@@ -349,14 +431,32 @@ mod tests {
             for part in &parts {
                 let mut e = EvaluatedSubjects::default();
                 for (k, id) in part {
-                    e.push(kinds[*k], id);
-                    whole.push((kinds[*k], id.clone()));
+                    let id = format!("{}:{id}", kinds[*k].as_str());
+                    e.push(kinds[*k], &id);
+                    whole.push((kinds[*k], id));
                 }
                 unsorted.push(e);
             }
             whole.sort();
             let merged = spill_and_merge(unsorted);
             prop_assert_eq!(merged.len(), whole.len());
+            for kind in kinds {
+                let mut ids: Vec<&str> = whole
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, id)| id.as_str())
+                    .collect();
+                ids.dedup();
+                prop_assert_eq!(merged.distinct(kind), ids.len());
+                // Every id is found; near misses are not.
+                prop_assert!(merged.contains(kind, &ids).unwrap().iter().all(|c| *c));
+                let mut misses: Vec<String> = ids.iter().map(|id| format!("{id}~")).collect();
+                misses.retain(|m| !ids.contains(&m.as_str()));
+                misses.sort();
+                misses.dedup();
+                let misses: Vec<&str> = misses.iter().map(String::as_str).collect();
+                prop_assert!(merged.contains(kind, &misses).unwrap().iter().all(|c| !*c));
+            }
             prop_assert_eq!(merged.to_vec().unwrap(), whole);
         }
     }
@@ -398,6 +498,60 @@ mod tests {
     }
 
     #[test]
+    fn distinct_counts_repeats_within_and_across_runs_once() {
+        use SubjectKind::Grant;
+        let part = |ids: &[&str]| {
+            let mut e = EvaluatedSubjects::default();
+            for id in ids {
+                e.push(Grant, id);
+            }
+            e
+        };
+        let merged = spill_and_merge(vec![
+            part(&["grant:a", "grant:b", "grant:b"]),
+            part(&["grant:b"]),
+            part(&["grant:b", "grant:c"]),
+            part(&["grant:e"]),
+        ]);
+        assert_eq!(
+            merged.kinds[&Grant].len(),
+            4,
+            "the runs touch but do not overlap"
+        );
+        assert_eq!(merged.len(), 7);
+        assert_eq!(merged.distinct(Grant), 4);
+        assert_eq!(merged.distinct(SubjectKind::Change), 0);
+        // Membership reads the runs that could hold each id.
+        let asked = [
+            "grant:0", "grant:a", "grant:b", "grant:bb", "grant:c", "grant:d", "grant:e", "grant:z",
+        ];
+        assert_eq!(
+            merged.contains(Grant, &asked).unwrap(),
+            [false, true, true, false, true, false, true, false]
+        );
+        assert_eq!(
+            merged.contains(SubjectKind::Change, &["change:a"]).unwrap(),
+            [false]
+        );
+    }
+
+    #[test]
+    fn an_id_without_its_kind_prefix_is_refused() {
+        let mut e = EvaluatedSubjects::default();
+        e.push(SubjectKind::Grant, "grant:fine");
+        e.push(SubjectKind::Grant, "account:not-a-grant");
+        let err = SubjectLists::from_subjects(e).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`account:not-a-grant` does not start with `grant:`"),
+            "{err}"
+        );
+        assert_eq!(kind_of("grant:x"), Some(SubjectKind::Grant));
+        assert_eq!(kind_of("grants:x"), None);
+        assert_eq!(kind_of("grant"), None);
+    }
+
+    #[test]
     fn a_damaged_run_is_an_error_not_a_panic_or_a_short_list() {
         let mut spool = Spool::in_memory();
         // One id that says it is 1000 bytes long, in a run of 8 bytes.
@@ -408,6 +562,7 @@ mod tests {
             offset,
             bytes: 8,
             count: 1,
+            distinct: 1,
             first: "abcd".into(),
             last: "abcd".into(),
         };
@@ -421,6 +576,7 @@ mod tests {
             offset,
             bytes: 6,
             count: 1,
+            distinct: 1,
             first: "x".into(),
             last: "x".into(),
         };
