@@ -20,13 +20,15 @@
 //!
 //! `check` and `attest` run the middle two stages fused, one application at a
 //! time: [`reconcile::prepare`] reads the desired state (its assignments
-//! packed and moved to a temporary file, see [`ingest::assignments`]) and
+//! packed and bucketed by application in temporary files as they are read,
+//! see [`ingest::assignments`]) and
 //! folds the sync logs (their change events bucketed by idempotency key in
 //! temporary files, each bucket folded on its own, and the changes stored
 //! on disk by application), then [`policy::reconcile_and_evaluate`] reads
 //! each application's snapshot, assignments and changes, reconciles them
 //! and decides its subjects at once, keeping only findings, counts and
-//! drift. `reconcile` keeps everything
+//! drift (and, for `attest`'s JUnit report, the ids of the subjects decided,
+//! in a temporary file: [`policy::subjects`]). `reconcile` keeps everything
 //! ([`reconcile::load_and_run`]); both give the same facts and findings.
 //!
 //! # Exit codes

@@ -10,19 +10,26 @@
 //! ([`DesiredAssignments::of_application`]) when it reconciles that
 //! application, and no more.
 //!
-//! Once the desired state is read, the records move to an unnamed temporary
-//! file ([`DesiredAssignments::spill`]): 81 bytes each, one application after
-//! another, read back one application at a time. They are then not in
-//! memory while the sync logs are folded, when memory peaks. The file is
-//! deleted when it is closed, by the operating system even if the process
-//! dies; if no temporary file can be made, the records stay in memory.
+//! The records never accumulate in memory. As each assignment is read it is
+//! written to one of 64 temporary buckets, chosen by its
+//! application (`Incoming`); when the document ends, the buckets are read
+//! back one at a time, each application's records sorted and checked for
+//! duplicates, and written to one more temporary file, 81 bytes a record,
+//! one application after another (`AssignmentWriter`), from which
+//! reconciliation reads one application at a time. So memory holds one
+//! bucket's records at a time (about 1/64 of them, more if one application
+//! dominates: what grows is the largest application), never all 5.7
+//! million of a W10 collection. The files are unnamed spools: deleted when closed, by the
+//! operating system even if the process dies; if no temporary file can be
+//! made, the same bytes stay in memory and the results are the same.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::digest::Sha256Digest;
 use super::model::{Assignment, SourceRef};
+use crate::spool::Spool;
 use crate::strings::StrList;
 use crate::time::Timestamp;
 
@@ -53,25 +60,158 @@ pub struct DesiredAssignments {
     entitlements: StrList,
     /// Approvals, in the order they were read.
     approvals: StrList,
-    /// Applications (sorted by id) with their records, sorted by
-    /// (identity, entitlement); applications without assignments are left
-    /// out. Emptied by [`Self::spill`].
-    by_application: Vec<(String, Vec<Packed>)>,
-    /// Where [`Self::spill`] put the records.
-    spilled: Option<Spilled>,
-}
-
-/// Records in a temporary file: the file, and for each application (in the
-/// order of `by_application` before the spill) its id, where its records
-/// start and how many there are.
-#[derive(Debug)]
-struct Spilled {
-    file: Mutex<std::fs::File>,
+    /// The records, one application after another, each application's
+    /// sorted by (identity, entitlement); `None` when there are none.
+    records: Option<Spool>,
+    /// Applications with assignments, sorted by id: where their records
+    /// start in `records` and how many there are.
     apps: Vec<(String, u64, usize)>,
 }
 
 /// Bytes per record in the temporary file.
 const RECORD: usize = 81;
+
+/// Buckets the records are spread over as they are read.
+pub(crate) const BUCKETS: usize = 64;
+
+/// Bytes per record in a bucket: its application's position, then the
+/// record.
+const BUCKETED: usize = 4 + RECORD;
+
+fn corrupt() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a spilled assignment is corrupt",
+    )
+}
+
+/// Assignments as they are read, spread over 64 temporary buckets
+/// by application (see the module documentation).
+#[derive(Debug, Default)]
+pub(crate) struct Incoming {
+    /// Made when first written to.
+    buckets: Vec<Option<Spool>>,
+    /// The first write that failed: reported by [`Self::drain`].
+    error: Option<io::Error>,
+}
+
+impl Incoming {
+    /// Adds `record`, of the application at position `app`.
+    pub(crate) fn push(&mut self, app: u32, record: &Packed) {
+        if self.error.is_some() {
+            return;
+        }
+        if self.buckets.is_empty() {
+            self.buckets.resize_with(BUCKETS, || None);
+        }
+        let spool = self.buckets[app as usize % BUCKETS].get_or_insert_with(Spool::new);
+        let before = spool.buffer().len();
+        spool.buffer().extend_from_slice(&app.to_le_bytes());
+        record.encode(spool.buffer());
+        if let Err(e) = spool.commit(before) {
+            self.error = Some(e);
+        }
+    }
+
+    /// Calls `f` with each application's position and records (in the order
+    /// they were added), a bucket at a time, each bucket freed once done.
+    /// Fails if a bucket could not be written or read back.
+    pub(crate) fn drain(
+        self,
+        mut f: impl FnMut(u32, Vec<Packed>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        for mut spool in self.buckets.into_iter().flatten() {
+            spool.flush()?;
+            let bytes = spool.read_all()?;
+            drop(spool);
+            if bytes.len() % BUCKETED != 0 {
+                return Err(corrupt());
+            }
+            let mut records = bytes
+                .chunks_exact(BUCKETED)
+                .map(|c| {
+                    let (app, record) = c.split_at(4);
+                    let app = u32::from_le_bytes(app.try_into().map_err(|_| corrupt())?);
+                    Ok((
+                        app,
+                        Packed::decode(record.try_into().map_err(|_| corrupt())?)?,
+                    ))
+                })
+                .collect::<io::Result<Vec<(u32, Packed)>>>()?;
+            drop(bytes);
+            // Stable: each application's records stay in the order added.
+            records.sort_by_key(|(app, _)| *app);
+            let mut records = records.into_iter().peekable();
+            while let Some((app, first)) = records.next() {
+                let mut group = vec![first];
+                while let Some((_, r)) = records.next_if(|(a, _)| *a == app) {
+                    group.push(r);
+                }
+                f(app, group)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes applications' records, in any order, into the file a
+/// [`DesiredAssignments`] reads.
+#[derive(Debug)]
+pub(crate) struct AssignmentWriter {
+    records: Spool,
+    apps: Vec<(String, u64, usize)>,
+    at: u64,
+}
+
+impl AssignmentWriter {
+    pub(crate) fn new() -> Self {
+        AssignmentWriter {
+            records: Spool::new(),
+            apps: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// Adds `application`'s records (sorted by (identity, entitlement)).
+    pub(crate) fn add(&mut self, application: &str, records: &[Packed]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.apps
+            .push((application.to_owned(), self.at, records.len()));
+        for r in records {
+            let before = self.records.buffer().len();
+            r.encode(self.records.buffer());
+            debug_assert_eq!(self.records.buffer().len() - before, RECORD);
+            self.records.commit(before)?;
+            self.at += RECORD as u64;
+        }
+        Ok(())
+    }
+
+    /// The assignments written, with the tables their indices point into.
+    pub(crate) fn finish(
+        mut self,
+        file: Arc<str>,
+        identities: StrList,
+        entitlements: StrList,
+        approvals: StrList,
+    ) -> io::Result<DesiredAssignments> {
+        self.records.flush()?;
+        self.apps.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(DesiredAssignments {
+            file: Some(file),
+            identities,
+            entitlements,
+            approvals,
+            records: Some(self.records),
+            apps: self.apps,
+        })
+    }
+}
 
 impl Packed {
     /// The record's bytes, little-endian: identity, entitlement, index,
@@ -101,12 +241,6 @@ impl Packed {
             out
         }
         let at = &mut 0;
-        let corrupt = || {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a spilled assignment is corrupt",
-            )
-        };
         let identity = u32::from_le_bytes(take(b, at));
         let entitlement = u32::from_le_bytes(take(b, at));
         let index = u32::from_le_bytes(take(b, at));
@@ -135,31 +269,9 @@ impl Packed {
 }
 
 impl DesiredAssignments {
-    /// Records in memory, by application (sorted by id, each sorted by
-    /// (identity, entitlement)), with the tables their indices point into.
-    pub(crate) fn new(
-        file: Arc<str>,
-        identities: StrList,
-        entitlements: StrList,
-        approvals: StrList,
-        by_application: Vec<(String, Vec<Packed>)>,
-    ) -> Self {
-        DesiredAssignments {
-            file: Some(file),
-            identities,
-            entitlements,
-            approvals,
-            by_application,
-            spilled: None,
-        }
-    }
-
     /// How many assignments there are.
     pub fn len(&self) -> usize {
-        match &self.spilled {
-            Some(s) => s.apps.iter().map(|(_, _, n)| n).sum(),
-            None => self.by_application.iter().map(|(_, v)| v.len()).sum(),
-        }
+        self.apps.iter().map(|(_, _, n)| n).sum()
     }
 
     /// Whether there are none.
@@ -167,93 +279,30 @@ impl DesiredAssignments {
         self.len() == 0
     }
 
-    /// Moves the records to an unnamed temporary file (see the module
-    /// documentation). If the file cannot be made or written, the records
-    /// stay in memory: the results are the same either way.
-    pub fn spill(&mut self) {
-        if self.spilled.is_some() {
-            return;
-        }
-        if let Ok(spilled) = self.write_spill() {
-            self.spilled = Some(spilled);
-            self.by_application = Vec::new();
-        }
-    }
-
-    fn write_spill(&self) -> io::Result<Spilled> {
-        let mut out = io::BufWriter::with_capacity(1 << 20, tempfile::tempfile()?);
-        let mut apps = Vec::with_capacity(self.by_application.len());
-        let mut at = 0u64;
-        let mut buf = Vec::with_capacity(RECORD);
-        for (app, records) in &self.by_application {
-            apps.push((app.clone(), at, records.len()));
-            for r in records {
-                buf.clear();
-                r.encode(&mut buf);
-                debug_assert_eq!(buf.len(), RECORD);
-                out.write_all(&buf)?;
-                at += RECORD as u64;
-            }
-        }
-        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        Ok(Spilled {
-            file: Mutex::new(file),
-            apps,
-        })
-    }
-
     /// The assignments in `application`, sorted by (identity, entitlement).
-    /// Fails only if spilled records cannot be read back.
+    /// Fails only if the records cannot be read back.
     pub fn of_application(&self, application: &str) -> io::Result<Vec<Assignment>> {
-        let Some(s) = &self.spilled else {
-            return Ok(
-                match self
-                    .by_application
-                    .binary_search_by(|(app, _)| app.as_str().cmp(application))
-                {
-                    Ok(i) => {
-                        let (app, records) = &self.by_application[i];
-                        self.unpack(app, records)?
-                    }
-                    Err(_) => Vec::new(),
-                },
-            );
-        };
-        let Ok(i) = s
-            .apps
-            .binary_search_by(|(app, _, _)| app.as_str().cmp(application))
-        else {
+        let (Some(spool), Ok(i)) = (
+            &self.records,
+            self.apps
+                .binary_search_by(|(app, _, _)| app.as_str().cmp(application)),
+        ) else {
             return Ok(Vec::new());
         };
-        let (app, at, count) = &s.apps[i];
-        let mut bytes = vec![0u8; count * RECORD];
-        {
-            let mut file = s
-                .file
-                .lock()
-                .map_err(|_| io::Error::other("the spilled assignments' file lock is poisoned"))?;
-            file.seek(SeekFrom::Start(*at))?;
-            file.read_exact(&mut bytes)?;
-        }
+        let (app, at, count) = &self.apps[i];
+        let bytes = spool.read_at(*at, count * RECORD)?;
         let records = bytes
             .chunks_exact(RECORD)
-            .map(|c| match <&[u8; RECORD]>::try_from(c) {
-                Ok(c) => Packed::decode(c),
-                Err(_) => Err(io::Error::from(io::ErrorKind::InvalidData)),
-            })
+            .map(|c| Packed::decode(c.try_into().map_err(|_| corrupt())?))
             .collect::<io::Result<Vec<Packed>>>()?;
         self.unpack(app, &records)
     }
 
     /// Every assignment, sorted by (application, identity, entitlement).
     pub fn all(&self) -> io::Result<Vec<Assignment>> {
-        let apps: Vec<String> = match &self.spilled {
-            Some(s) => s.apps.iter().map(|(a, _, _)| a.clone()).collect(),
-            None => self.by_application.iter().map(|(a, _)| a.clone()).collect(),
-        };
         let mut out = Vec::with_capacity(self.len());
-        for app in apps {
-            out.extend(self.of_application(&app)?);
+        for (app, _, _) in &self.apps {
+            out.extend(self.of_application(app)?);
         }
         Ok(out)
     }
@@ -263,12 +312,7 @@ impl DesiredAssignments {
     fn unpack(&self, application: &str, records: &[Packed]) -> io::Result<Vec<Assignment>> {
         let file: Arc<str> = self.file.clone().unwrap_or_else(|| Arc::from(""));
         let string = |table: &'_ StrList, i: usize| -> io::Result<String> {
-            table.get(i).map(str::to_owned).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a spilled assignment is corrupt",
-                )
-            })
+            table.get(i).map(str::to_owned).ok_or_else(corrupt)
         };
         records
             .iter()
@@ -351,23 +395,71 @@ mod tests {
         approvals.push("APR-1");
         let mut records = records.to_vec();
         records[0].entitlement = 0;
-        let mut d = DesiredAssignments::new(
-            Arc::from("desired.json"),
-            identities,
-            entitlements,
-            approvals,
-            vec![
-                ("crm".into(), records.clone()),
-                ("erp".into(), records[1..].to_vec()),
-            ],
+        // Through the buckets (applications 0 and 64 share one), then the
+        // final file, written in another order than the applications'.
+        let mut incoming = Incoming::default();
+        let apps = ["crm", "erp", "hr"];
+        let position = |app: u32| if app == 64 { 2 } else { app as usize };
+        for (app, r) in [
+            (64, &records[1]),
+            (1, &records[1]),
+            (0, &records[0]),
+            (64, &records[0]),
+            (0, &records[1]),
+        ] {
+            incoming.push(app, r);
+        }
+        let mut groups = Vec::new();
+        incoming
+            .drain(|app, group| {
+                groups.push((app, group));
+                Ok(())
+            })
+            .unwrap();
+        groups.sort_by_key(|(app, _)| *app);
+        assert_eq!(
+            groups,
+            [
+                (0, vec![records[0].clone(), records[1].clone()]),
+                (1, vec![records[1].clone()]),
+                (64, vec![records[1].clone(), records[0].clone()]),
+            ]
         );
-        let before = (d.all().unwrap(), d.of_application("erp").unwrap(), d.len());
-        d.spill();
-        assert!(d.spilled.is_some() && d.by_application.is_empty());
-        let after = (d.all().unwrap(), d.of_application("erp").unwrap(), d.len());
-        assert_eq!(before, after);
-        assert_eq!(after.2, 3);
+        let mut w = AssignmentWriter::new();
+        for (app, mut group) in groups.into_iter().rev() {
+            group.sort_by_key(|r| (r.identity, r.entitlement));
+            w.add(apps[position(app)], &group).unwrap();
+        }
+        let d = w
+            .finish(
+                Arc::from("desired.json"),
+                identities,
+                entitlements,
+                approvals,
+            )
+            .unwrap();
+        assert_eq!(d.len(), 5);
+        let all = d.all().unwrap();
+        let order: Vec<(&str, &str)> = all
+            .iter()
+            .map(|a| (a.application.as_str(), a.identity.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("crm", "alice"),
+                ("crm", "bob"),
+                ("erp", "alice"),
+                ("hr", "alice"),
+                ("hr", "bob")
+            ]
+        );
+        assert_eq!(d.of_application("erp").unwrap(), all[2..3]);
         assert!(d.of_application("nope").unwrap().is_empty());
-        assert_eq!(after.0[0].approval.as_deref(), Some("APR-1"));
+        assert_eq!(all[0].identity, "alice");
+        assert_eq!(all[1].approval.as_deref(), Some("APR-1"));
+        assert_eq!(all[1].source.line, u64::MAX);
+        assert_eq!(all[1].expires_at, records[0].expires_at);
+        assert!(DesiredAssignments::default().all().unwrap().is_empty());
     }
 }

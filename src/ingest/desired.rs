@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::assignments::{DesiredAssignments, Packed};
+use super::assignments::{AssignmentWriter, DesiredAssignments, Incoming, Packed};
 use super::digest::Sha256Digest;
 use super::document;
 use super::error::{Problems, RecordError};
@@ -109,9 +109,10 @@ struct Builder<'a, 'f> {
     /// Entitlements in the order met, by name.
     entitlements: FastMap<Box<str>, u32>,
     approvals: StrList,
-    /// Valid assignments per application (by position in `apps`), with
-    /// identities and entitlements numbered in the order met.
-    by_app: Vec<Vec<Packed>>,
+    /// Valid assignments, with their application's position in `apps`,
+    /// identities and entitlements numbered in the order met; in temporary
+    /// buckets by application.
+    incoming: Incoming,
     /// Bad assignments by position, reported after the identities.
     bad: Vec<(usize, RecordError)>,
 }
@@ -141,7 +142,7 @@ impl<'a, 'f> Builder<'a, 'f> {
             pending: Vec::new(),
             entitlements: FastMap::default(),
             approvals: StrList::default(),
-            by_app: vec![Vec::new(); apps.len()],
+            incoming: Incoming::default(),
             bad: Vec::new(),
         }
     }
@@ -190,7 +191,7 @@ impl<'a, 'f> Builder<'a, 'f> {
         let at = format_args!("assignments[{i}]");
         let sha256 = canonical_digest(&mut self.buf, &raw);
         match self.validate_assignment(i, at, raw, sha256) {
-            Ok((app, packed)) => self.by_app[app as usize].push(packed),
+            Ok((app, packed)) => self.incoming.push(app, &packed),
             Err(e) => self.bad.push((i, e)),
         }
     }
@@ -317,14 +318,23 @@ impl<'a, 'f> Builder<'a, 'f> {
             entitlement_names.push(name);
         }
         let mut bad = self.bad;
-        let mut by_application = Vec::new();
-        for (app, mut records) in self.apps.iter().zip(self.by_app) {
-            if records.is_empty() {
-                continue;
-            }
+        let mut writer = AssignmentWriter::new();
+        let apps = self.apps;
+        let file = self.file;
+        let drained = self.incoming.drain(|app, mut records| {
+            // The numbers were given here; read back, they are checked.
+            let corrupt = || {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a bucketed assignment is corrupt",
+                )
+            };
+            let app = apps.get(app as usize).copied().ok_or_else(corrupt)?;
             for r in &mut records {
-                r.identity = identity_rank[r.identity as usize];
-                r.entitlement = entitlement_rank[r.entitlement as usize];
+                r.identity = *identity_rank.get(r.identity as usize).ok_or_else(corrupt)?;
+                r.entitlement = *entitlement_rank
+                    .get(r.entitlement as usize)
+                    .ok_or_else(corrupt)?;
             }
             records.sort_unstable_by_key(|r| (r.identity, r.entitlement, r.index));
             // In place: a listing equal to the one kept before it is a
@@ -337,7 +347,7 @@ impl<'a, 'f> Builder<'a, 'f> {
                     bad.push((
                         i as usize,
                         RecordError::at_path(
-                            self.file,
+                            file,
                             format!("assignments[{i}]"),
                             format!(
                                 "assignment of `{}` to `{}` in `{}` is listed twice",
@@ -355,12 +365,17 @@ impl<'a, 'f> Builder<'a, 'f> {
                 }
                 twice
             });
-            records.shrink_to_fit();
-            by_application.push(((*app).to_owned(), records));
+            writer.add(app, &records)
+        });
+        let mut problems = self.problems;
+        if let Err(e) = drained {
+            problems.push(RecordError::in_file(
+                file,
+                format!("cannot keep the assignments in a temporary file: {e}"),
+            ));
         }
         // Problems in the order of the records, as they were met.
         bad.sort_by_key(|(i, _)| *i);
-        let mut problems = self.problems;
         for (_, e) in bad {
             problems.push(e);
         }
@@ -371,15 +386,19 @@ impl<'a, 'f> Builder<'a, 'f> {
         entitlement_names.shrink_to_fit();
         let mut approvals = self.approvals;
         approvals.shrink_to_fit();
+        let assignments = writer
+            .finish(self.file_ref, identity_ids, entitlement_names, approvals)
+            .map_err(|e| {
+                let mut p = Problems::default();
+                p.push(RecordError::in_file(
+                    file,
+                    format!("cannot keep the assignments in a temporary file: {e}"),
+                ));
+                p
+            })?;
         Ok(Desired {
             identities,
-            assignments: DesiredAssignments::new(
-                self.file_ref,
-                identity_ids,
-                entitlement_names,
-                approvals,
-                by_application,
-            ),
+            assignments,
         })
     }
 }

@@ -180,11 +180,7 @@ fn load_records(
     let (parsed, digest) = read_desired(root, &manifest.desired_state, &app_ids)?;
     known.insert(manifest.desired_state.clone(), digest);
     let desired = match parsed {
-        Ok(mut d) => {
-            // Out of memory until each application is reconciled.
-            d.assignments.spill();
-            d
-        }
+        Ok(d) => d,
         Err(p) => {
             push_problems(&mut errors, &manifest.desired_state, p);
             desired::Desired::default()
