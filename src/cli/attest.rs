@@ -119,7 +119,7 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
     for (name, template) in [("report.html", HTML_TEMPLATE), ("report.md", MD_TEMPLATE)] {
         let (templates, report) = (&templates, &report);
         builder.add_streamed(name, move |out| -> Result<(), ProduceError> {
-            out.write_all(templates.render_one(template, report)?.as_bytes())?;
+            templates.render_to(template, report, out)?;
             Ok(())
         })?;
     }

@@ -6,6 +6,7 @@
 //! silently printing nothing.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::path::Path;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
@@ -36,6 +37,15 @@ pub enum RenderError {
         path: String,
         /// The error.
         source: std::io::Error,
+    },
+    /// A rendered report could not be written.
+    #[error("cannot write the report rendered with `{name}`: {source}")]
+    #[diagnostic(code(syncproof::render::write))]
+    Write {
+        /// The template.
+        name: String,
+        /// The error.
+        source: io::Error,
     },
     /// A template failed to parse or render.
     #[error("template `{name}` failed: {message}")]
@@ -94,6 +104,22 @@ impl Templates {
     /// [`MD_TEMPLATE`]), ending in a newline. Independent of the other
     /// template, so both can be rendered at once.
     pub fn render_one(&self, name: &str, report: &Report) -> Result<String, RenderError> {
+        let mut out = Vec::new();
+        self.render_to(name, report, &mut out)?;
+        String::from_utf8(out).map_err(|e| RenderError::Template {
+            name: name.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// [`Self::render_one`], written to `out` as it is rendered (through a
+    /// buffer) instead of into a string: a W10 report is ~100 MB of text.
+    pub fn render_to(
+        &self,
+        name: &str,
+        report: &Report,
+        out: &mut dyn Write,
+    ) -> Result<(), RenderError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // HTML-escape everything in the HTML report; Markdown is plain text.
@@ -119,11 +145,63 @@ impl Templates {
         let t = env
             .get_template(name)
             .map_err(|e| template_error(name, &e))?;
-        let mut out = t.render(&ctx).map_err(|e| template_error(name, &e))?;
-        if !out.ends_with('\n') {
-            out.push('\n');
+        let mut sink = io::BufWriter::with_capacity(
+            1 << 16,
+            Tracked {
+                inner: out,
+                last: None,
+                error: None,
+            },
+        );
+        let rendered = t.render_captured_to(&ctx, &mut sink).map(drop);
+        let ended = rendered.is_ok().then(|| sink.flush());
+        let sink = sink.into_parts().0;
+        let write_error = |source| RenderError::Write {
+            name: name.to_owned(),
+            source,
+        };
+        // A failed write surfaces in minijinja as its own error; the I/O
+        // error behind it is the one reported.
+        if let Some(source) = sink.error {
+            return Err(write_error(source));
         }
-        Ok(out)
+        rendered.map_err(|e| template_error(name, &e))?;
+        if let Some(Err(source)) = ended {
+            return Err(write_error(source));
+        }
+        if sink.last != Some(b'\n') {
+            sink.inner.write_all(b"\n").map_err(write_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// Passes writes on, keeping the last byte written and the first error.
+struct Tracked<'a> {
+    inner: &'a mut dyn Write,
+    last: Option<u8>,
+    error: Option<io::Error>,
+}
+
+impl Write for Tracked<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.inner.write(buf) {
+            Ok(n) => {
+                if let Some(b) = n.checked_sub(1).and_then(|i| buf.get(i)) {
+                    self.last = Some(*b);
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(e);
+                Err(copy)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -234,7 +234,9 @@ impl SubjectLists {
         };
         let within: usize = runs.iter().map(|r| r.distinct).sum();
         let across = runs.windows(2).filter(|w| w[0].last == w[1].first).count();
-        within - across
+        // Every run has an id, so `across` (at most one per boundary) is
+        // never more than `within`.
+        within.saturating_sub(across)
     }
 
     /// Which of `ids` (sorted, without repeats, of `kind`) are in the list

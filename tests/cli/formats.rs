@@ -603,3 +603,57 @@ fn validators_reject_broken_documents() {
     let bad = write(dir.path(), "bad.junit.xml", b"<testsuites><testsuite");
     assert_eq!(python("parse_junit.py", &[&bad]).status.code(), Some(1));
 }
+
+/// A writer that takes `budget` bytes, then fails.
+struct FailsAfter {
+    budget: usize,
+    got: Vec<u8>,
+}
+
+impl std::io::Write for FailsAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.budget == 0 {
+            return Err(std::io::Error::other("disk full (test)"));
+        }
+        let n = buf.len().min(self.budget);
+        self.budget -= n;
+        self.got.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn reports_rendered_to_a_writer_match_the_strings_and_writer_errors_are_reported() {
+    use syncproof::evidence::render::{RenderError, Templates, HTML_TEMPLATE, MD_TEMPLATE};
+    use syncproof::evidence::report::Report;
+    let e = Evaluated::samples(false);
+    let a = e.assessment();
+    let report = Report::new(&e.reconciled, &e.pack, &a, "key-id", false);
+    let templates = Templates::builtin();
+    for name in [HTML_TEMPLATE, MD_TEMPLATE] {
+        let whole = templates.render_one(name, &report).unwrap();
+        assert!(whole.ends_with('\n') && whole.len() > 1000, "{name}");
+        let mut streamed = Vec::new();
+        templates.render_to(name, &report, &mut streamed).unwrap();
+        assert_eq!(String::from_utf8(streamed).unwrap(), whole, "{name}");
+        // A writer that fails part-way: its own error, naming the template.
+        let mut failing = FailsAfter {
+            budget: 100,
+            got: Vec::new(),
+        };
+        let err = templates
+            .render_to(name, &report, &mut failing)
+            .unwrap_err();
+        assert!(matches!(err, RenderError::Write { .. }), "{err:?}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(name) && shown.contains("disk full (test)"),
+            "{shown}"
+        );
+        assert_eq!(failing.got, whole.as_bytes()[..100]);
+    }
+}
