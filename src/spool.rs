@@ -131,6 +131,65 @@ impl Spool {
     }
 }
 
+/// Records spread over a fixed number of spools ("buckets"), each made
+/// when first written to, so that each can later be read back and worked
+/// through on its own. A failed write stops all further writes; the error is
+/// reported by [`Buckets::into_spools`].
+#[derive(Debug)]
+pub(crate) struct Buckets {
+    spools: Vec<Option<Spool>>,
+    error: Option<io::Error>,
+}
+
+impl Buckets {
+    /// `count` empty buckets.
+    pub(crate) fn new(count: usize) -> Self {
+        Buckets {
+            spools: (0..count).map(|_| None).collect(),
+            error: None,
+        }
+    }
+
+    /// Appends to bucket `bucket` (modulo the count) the record `write` puts
+    /// in the buffer it is given. Once a write has failed, nothing more is
+    /// written.
+    pub(crate) fn append(
+        &mut self,
+        bucket: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) {
+        if self.error.is_some() || self.spools.is_empty() {
+            return;
+        }
+        let count = self.spools.len();
+        let spool = self.spools[bucket % count].get_or_insert_with(Spool::new);
+        let before = spool.buffer().len();
+        let written = match write(spool.buffer()) {
+            Ok(()) => spool.commit(before),
+            Err(e) => {
+                spool.buffer().truncate(before);
+                Err(e)
+            }
+        };
+        if let Err(e) = written {
+            self.error = Some(e);
+        }
+    }
+
+    /// The buckets written to, in bucket order, flushed; or the first write
+    /// error.
+    pub(crate) fn into_spools(self) -> io::Result<Vec<Spool>> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut out: Vec<Spool> = self.spools.into_iter().flatten().collect();
+        for spool in &mut out {
+            spool.flush()?;
+        }
+        Ok(out)
+    }
+}
+
 /// A range of a [`Spool`], read as a stream; see [`Spool::reader`].
 pub(crate) struct SpoolReader<'a> {
     spool: &'a Spool,
@@ -212,6 +271,39 @@ fn out_of_range() -> io::Error {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn buckets_keep_each_record_in_its_bucket_and_stop_at_a_failed_write() {
+        let mut b = Buckets::new(4);
+        for (bucket, record) in [(1, "a"), (6, "b"), (1, "c"), (3, "d")] {
+            b.append(bucket, |out| {
+                out.extend_from_slice(record.as_bytes());
+                Ok(())
+            });
+        }
+        // Bucket 0 is never written to: only those written come back.
+        let spools = b.into_spools().unwrap();
+        let contents: Vec<Vec<u8>> = spools.iter().map(|s| s.read_all().unwrap()).collect();
+        assert_eq!(contents, [b"ac".to_vec(), b"b".to_vec(), b"d".to_vec()]);
+
+        let mut b = Buckets::new(2);
+        b.append(0, |out| {
+            out.extend_from_slice(b"kept");
+            Ok(())
+        });
+        b.append(1, |out| {
+            out.extend_from_slice(b"half a rec");
+            Err(io::Error::other("cannot encode"))
+        });
+        let mut later = false;
+        b.append(0, |_| {
+            later = true;
+            Ok(())
+        });
+        assert!(!later, "nothing is written after a failed write");
+        let err = b.into_spools().unwrap_err();
+        assert_eq!(err.to_string(), "cannot encode");
+    }
 
     #[test]
     fn file_and_memory_read_back_what_was_appended() {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::digest::Sha256Digest;
 use super::model::{Assignment, SourceRef};
-use crate::spool::Spool;
+use crate::spool::{Buckets, Spool};
 use crate::strings::StrList;
 use crate::time::Timestamp;
 
@@ -85,32 +85,30 @@ fn corrupt() -> io::Error {
     )
 }
 
-/// Assignments as they are read, spread over 64 temporary buckets
-/// by application (see the module documentation).
-#[derive(Debug, Default)]
+/// Assignments as they are read, spread over [`BUCKETS`] temporary buckets
+/// by application (see the module documentation); a failed write is
+/// reported by [`Self::drain`].
+#[derive(Debug)]
 pub(crate) struct Incoming {
-    /// Made when first written to.
-    buckets: Vec<Option<Spool>>,
-    /// The first write that failed: reported by [`Self::drain`].
-    error: Option<io::Error>,
+    buckets: Buckets,
+}
+
+impl Default for Incoming {
+    fn default() -> Self {
+        Incoming {
+            buckets: Buckets::new(BUCKETS),
+        }
+    }
 }
 
 impl Incoming {
     /// Adds `record`, of the application at position `app`.
     pub(crate) fn push(&mut self, app: u32, record: &Packed) {
-        if self.error.is_some() {
-            return;
-        }
-        if self.buckets.is_empty() {
-            self.buckets.resize_with(BUCKETS, || None);
-        }
-        let spool = self.buckets[app as usize % BUCKETS].get_or_insert_with(Spool::new);
-        let before = spool.buffer().len();
-        spool.buffer().extend_from_slice(&app.to_le_bytes());
-        record.encode(spool.buffer());
-        if let Err(e) = spool.commit(before) {
-            self.error = Some(e);
-        }
+        self.buckets.append(app as usize, |out| {
+            out.extend_from_slice(&app.to_le_bytes());
+            record.encode(out);
+            Ok(())
+        });
     }
 
     /// Calls `f` with each application's position and records (in the order
@@ -120,11 +118,7 @@ impl Incoming {
         self,
         mut f: impl FnMut(u32, Vec<Packed>) -> io::Result<()>,
     ) -> io::Result<()> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        for mut spool in self.buckets.into_iter().flatten() {
-            spool.flush()?;
+        for spool in self.buckets.into_spools()? {
             let bytes = spool.read_all()?;
             drop(spool);
             if bytes.len() % BUCKETED != 0 {

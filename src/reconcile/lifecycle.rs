@@ -34,7 +34,7 @@ use crate::ingest::digest::Sha256Digest;
 use crate::ingest::model::{
     AttemptOutcome, ChangeRequest as Requested, ConfirmMethod, Event, EventBody, SourceRef,
 };
-use crate::spool::Spool;
+use crate::spool::{Buckets, Spool};
 use crate::time::{format_timestamp, Span, Timestamp};
 
 /// The most replays listed one by one as anomalies; all are counted.
@@ -206,10 +206,9 @@ pub(crate) struct Lifecycles {
     seen: Vec<FastMap<[u8; 16], FirstCopy>>,
     /// Log file names, interned.
     files: Vec<Arc<str>>,
-    /// The change events, in read order, bucketed by idempotency key.
-    buckets: Vec<Spool>,
-    /// The first error writing a bucket, reported by `finish`.
-    spill_error: Option<io::Error>,
+    /// The change events, in read order, bucketed by idempotency key (a
+    /// failed write is reported by `finish`).
+    buckets: Buckets,
     /// Connector activity by connector id.
     pub(crate) connectors: BTreeMap<String, ConnectorAcc>,
     /// Application id → connector id.
@@ -230,8 +229,7 @@ impl Lifecycles {
             as_of,
             seen: (0..SEEN_SHARDS).map(|_| FastMap::default()).collect(),
             files: Vec::new(),
-            buckets: (0..BUCKETS).map(|_| Spool::new()).collect(),
-            spill_error: None,
+            buckets: Buckets::new(BUCKETS),
             connectors,
             app_connector,
             stats: EventStats::default(),
@@ -384,9 +382,6 @@ impl Lifecycles {
                 return;
             }
         };
-        if self.spill_error.is_some() {
-            return;
-        }
         let bucket = bucket_of(&key);
         let record = Record {
             key,
@@ -394,15 +389,11 @@ impl Lifecycles {
             place,
             event,
         };
-        let spool = &mut self.buckets[bucket];
-        let before = spool.buffer().len();
-        let written = match postcard::to_io(&record, spool.buffer()) {
-            Ok(_) => spool.commit(before),
-            Err(e) => Err(io::Error::other(e)),
-        };
-        if let Err(e) = written {
-            self.spill_error = Some(e);
-        }
+        self.buckets.append(bucket, |out| {
+            postcard::to_io(&record, out)
+                .map(drop)
+                .map_err(io::Error::other)
+        });
     }
 
     fn touch_app(&mut self, application: &str, time: Timestamp) {
@@ -417,20 +408,16 @@ impl Lifecycles {
     /// application; orphan events, idempotency conflicts and changes
     /// confirmed before they were requested become anomalies.
     pub(crate) fn finish(mut self) -> io::Result<Finished> {
-        if let Some(e) = self.spill_error.take() {
-            return Err(e);
-        }
+        let buckets = std::mem::replace(&mut self.buckets, Buckets::new(0)).into_spools()?;
         // Every event is in: the deduplication table (tens of bytes per
         // distinct event) is done with.
         self.seen = Vec::new();
-        let buckets = std::mem::take(&mut self.buckets);
         let store = Mutex::new(StoreBuilder::new(self.files.clone()));
         let (as_of, files, app_connector) = (self.as_of, &self.files, &self.app_connector);
         let folded: Vec<io::Result<Folded>> = buckets
             .into_par_iter()
             .with_max_len(1)
-            .map(|mut bucket| {
-                bucket.flush()?;
+            .map(|bucket| {
                 let bytes = bucket.read_all()?;
                 drop(bucket);
                 let mut fold = Fold::default();
