@@ -99,17 +99,7 @@ impl Spool {
     /// The `len` bytes at `offset`, which must have been flushed.
     pub(crate) fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut out = vec![0u8; len];
-        match &self.backing {
-            Backing::File(f) => read_exact_at(f, &mut out, offset)?,
-            Backing::Memory(m) => {
-                let start = usize::try_from(offset).map_err(|_| out_of_range())?;
-                let bytes = start
-                    .checked_add(len)
-                    .and_then(|end| m.get(start..end))
-                    .ok_or_else(out_of_range)?;
-                out.copy_from_slice(bytes);
-            }
-        }
+        io::Read::read_exact(&mut self.reader(offset, len as u64), &mut out)?;
         Ok(out)
     }
 
@@ -235,29 +225,6 @@ fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 #[cfg(windows)]
 fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(f, buf, offset)
-}
-
-/// Reads exactly `buf.len()` bytes at `offset`, without a lock: tasks read
-/// their records side by side.
-#[cfg(unix)]
-fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(f: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match std::os::windows::fs::FileExt::seek_read(f, buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn out_of_range() -> io::Error {
