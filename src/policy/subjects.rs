@@ -47,16 +47,6 @@ impl EvaluatedSubjects {
         self.kinds.entry(kind).or_default()
     }
 
-    /// How many ids, of all kinds.
-    pub fn len(&self) -> usize {
-        self.kinds.values().map(StrList::len).sum()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.kinds.values().all(StrList::is_empty)
-    }
-
     /// Sorts each kind's ids and appends each kind to `spool` as one run.
     /// Returns where the runs are.
     pub(crate) fn spill(self, spool: &Mutex<Spool>) -> io::Result<Vec<(SubjectKind, Run)>> {
