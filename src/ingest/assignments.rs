@@ -78,7 +78,8 @@ pub(crate) const BUCKETS: usize = 64;
 /// record.
 const BUCKETED: usize = 4 + RECORD;
 
-fn corrupt() -> io::Error {
+/// The error for a spilled or bucketed record that does not read back.
+pub(crate) fn corrupt() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         "a spilled assignment is corrupt",

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::assignments::{AssignmentWriter, DesiredAssignments, Incoming, Packed};
+use super::assignments::{corrupt, AssignmentWriter, DesiredAssignments, Incoming, Packed};
 use super::digest::Sha256Digest;
 use super::document;
 use super::error::{Problems, RecordError};
@@ -323,12 +323,6 @@ impl<'a, 'f> Builder<'a, 'f> {
         let file = self.file;
         let drained = self.incoming.drain(|app, mut records| {
             // The numbers were given here; read back, they are checked.
-            let corrupt = || {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "a bucketed assignment is corrupt",
-                )
-            };
             let app = apps.get(app as usize).copied().ok_or_else(corrupt)?;
             for r in &mut records {
                 r.identity = *identity_rank.get(r.identity as usize).ok_or_else(corrupt)?;
