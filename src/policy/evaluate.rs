@@ -483,6 +483,11 @@ struct Env<'a> {
     /// schema attributes (all pruned), `in` sees no ancestors either way, and
     /// `==` and `is` use the uid. So they are left out of the stores.
     identity_entities: bool,
+    /// The subject kinds whose requests may read the store
+    /// ([`CompiledPack::store_kinds`]; every kind when that is unknown). An
+    /// entity that only requests of other kinds name is not built: no
+    /// policy that can apply to them observes it.
+    store_kinds: BTreeSet<SubjectKind>,
 }
 
 /// Which entity attributes to build. Cedar observes an entity's attributes
@@ -546,6 +551,10 @@ impl<'a> Env<'a> {
             identity_entities: ["kind", "human", "status", "owner"]
                 .iter()
                 .any(|a| keep.has(a)),
+            store_kinds: pack
+                .store_kinds
+                .clone()
+                .unwrap_or_else(|| SubjectKind::ALL.into_iter().collect()),
         };
         env.tiers = env.tier_entities(keep)?;
         Ok(env)
@@ -709,8 +718,16 @@ impl Env<'_> {
         let mut seen_entitlements: FastSet<&str> = FastSet::default();
         let mut reqs: Vec<Req<'a>> = Vec::new();
 
+        let reads = |kind| self.store_kinds.contains(&kind);
+        let (changes, grants, assignments, accounts, snapshot) = (
+            reads(SubjectKind::Change),
+            reads(SubjectKind::Grant),
+            reads(SubjectKind::Assignment),
+            reads(SubjectKind::Account),
+            reads(SubjectKind::Snapshot),
+        );
         for c in &part.changes {
-            if self.identity_entities && seen_identities.insert(&c.identity) {
+            if changes && self.identity_entities && seen_identities.insert(&c.identity) {
                 entities.push(self.identity_entity(&c.identity)?);
             }
             reqs.push(change_req(t, c, &app_uid, tier));
@@ -719,48 +736,53 @@ impl Env<'_> {
             let Some(identity) = g.identity.as_deref() else {
                 continue;
             };
-            if self.identity_entities && seen_identities.insert(identity) {
+            if grants && self.identity_entities && seen_identities.insert(identity) {
                 entities.push(self.identity_entity(identity)?);
             }
-            if seen_entitlements.insert(g.entitlement.as_str()) {
+            if grants && seen_entitlements.insert(g.entitlement.as_str()) {
                 entities.push(self.member_entity(&t.entitlement, app, &g.entitlement, tier)?);
             }
             reqs.push(grant_req(t, g, identity, app, tier));
         }
         for a in &part.assignments {
-            if self.identity_entities && seen_identities.insert(a.identity.as_str()) {
+            if assignments && self.identity_entities && seen_identities.insert(a.identity.as_str())
+            {
                 entities.push(self.identity_entity(&a.identity)?);
             }
-            if seen_entitlements.insert(a.entitlement.as_str()) {
+            if assignments && seen_entitlements.insert(a.entitlement.as_str()) {
                 entities.push(self.member_entity(&t.entitlement, app, &a.entitlement, tier)?);
             }
             reqs.push(assignment_req(t, a, app, tier));
         }
         for a in &part.accounts {
-            entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
+            if accounts {
+                entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
+            }
             reqs.push(account_req(t, a, &app_uid, tier));
         }
         if let Some((s, evidence)) = &part.snapshot {
             let snap_uid = t.uid(&t.snapshot, app);
-            entities.push(
-                Entity::new(
-                    snap_uid.clone(),
-                    attrs(
-                        self.keep,
-                        [
-                            ("application", &|| {
-                                RestrictedExpression::new_entity_uid(app_uid.clone())
-                            }),
-                            ("tier", &|| self.tier_uid(tier)),
-                            ("format", &|| {
-                                RestrictedExpression::new_string(s.format.clone())
-                            }),
-                        ],
-                    ),
-                    HashSet::from([app_uid.clone()]),
-                )
-                .map_err(|e| cedar_err("snapshot entity", e))?,
-            );
+            if snapshot {
+                entities.push(
+                    Entity::new(
+                        snap_uid.clone(),
+                        attrs(
+                            self.keep,
+                            [
+                                ("application", &|| {
+                                    RestrictedExpression::new_entity_uid(app_uid.clone())
+                                }),
+                                ("tier", &|| self.tier_uid(tier)),
+                                ("format", &|| {
+                                    RestrictedExpression::new_string(s.format.clone())
+                                }),
+                            ],
+                        ),
+                        HashSet::from([app_uid.clone()]),
+                    )
+                    .map_err(|e| cedar_err("snapshot entity", e))?,
+                );
+            }
             reqs.push(Req {
                 kind: SubjectKind::Snapshot,
                 principal: app_uid.clone(),

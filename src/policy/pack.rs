@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use super::controls::Catalog;
 use super::findings::{Severity, SubjectKind};
-use super::slice::{entity_attr_reads, leading_guards, Guard, Slices};
+use super::slice::{entity_attr_reads, leading_guards, store_reads, Guard, Slices};
 use crate::ingest::model::TierTargets;
 
 /// The Cedar schema's file name.
@@ -286,6 +286,12 @@ pub struct CompiledPack {
     /// every attribute is kept). Entities are built without the other
     /// attributes: Cedar cannot observe an attribute no policy names.
     pub entity_attrs: Option<BTreeSet<String>>,
+    /// The subject kinds some of whose policies may read the entity store
+    /// (see [`super::slice::StoreReads`]), or `None` when that cannot be
+    /// told (a policy could not be analysed, or names an entity literal).
+    /// A request of any other kind is decided the same whatever the store
+    /// holds, so the entities only such requests name are not built.
+    pub store_kinds: Option<BTreeSet<SubjectKind>>,
 }
 
 /// Collects the `context.x` / `context has x` attributes an EST (Cedar's JSON
@@ -556,6 +562,8 @@ impl PolicyPack {
         let mut slices = BTreeMap::new();
         let mut attr_names = BTreeSet::new();
         let mut attrs_unknown = false;
+        let mut store_unknown = false;
+        let mut reading_store: BTreeSet<&str> = BTreeSet::new();
         for m in meta.values() {
             match policies
                 .policy(&PolicyId::new(&m.id))
@@ -564,6 +572,11 @@ impl PolicyPack {
                 Some(est) => {
                     guards.insert(m.id.clone(), leading_guards(&est));
                     entity_attr_reads(&est, &mut attr_names, &mut attrs_unknown);
+                    let store = store_reads(&est);
+                    store_unknown |= store.literal;
+                    if store.reads {
+                        reading_store.insert(&m.id);
+                    }
                     let mut fields = BTreeSet::new();
                     let mut whole = false;
                     context_reads(&est, &mut fields, &mut whole);
@@ -575,6 +588,7 @@ impl PolicyPack {
                     guards.insert(m.id.clone(), Vec::new());
                     reads.insert(m.id.clone(), None);
                     attrs_unknown = true;
+                    store_unknown = true;
                 }
             }
         }
@@ -614,6 +628,15 @@ impl PolicyPack {
                 .collect();
             slices.insert(kind, Slices::new(members));
         }
+        let store_kinds = (!store_unknown).then(|| {
+            SubjectKind::ALL
+                .into_iter()
+                .filter(|k| {
+                    meta.values()
+                        .any(|m| m.actions.contains(k) && reading_store.contains(m.id.as_str()))
+                })
+                .collect()
+        });
         Ok(CompiledPack {
             policies,
             by_action,
@@ -626,6 +649,7 @@ impl PolicyPack {
             guards,
             slices,
             entity_attrs: (!attrs_unknown).then_some(attr_names),
+            store_kinds,
         })
     }
 }

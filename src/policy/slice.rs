@@ -222,6 +222,74 @@ pub fn entity_attr_reads(v: &Value, names: &mut BTreeSet<String>, unknown: &mut 
     }
 }
 
+/// What a policy needs from the entity store, from its EST.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreReads {
+    /// It may read an entity's attributes, tags or ancestors: `.` or `has`
+    /// on anything but `context` itself, `in` (in a condition, or a
+    /// `principal`/`resource` scope), `getTag`/`hasTag`, or an expression
+    /// embedded as a string (`__expr`, which cannot be analysed). Without
+    /// any of these (equality and `is` use only the uid) the policy's
+    /// outcome cannot depend on what the store holds.
+    pub reads: bool,
+    /// Its conditions name an entity literal, which could reach an entity
+    /// that no request of the partition names; then no entity may be left
+    /// out of any store.
+    pub literal: bool,
+}
+
+/// What the policy whose EST is `est` needs from the entity store.
+pub fn store_reads(est: &Value) -> StoreReads {
+    let mut out = StoreReads::default();
+    for scope in ["principal", "resource"] {
+        if let Some(s) = est.get(scope) {
+            if s.get("op").and_then(Value::as_str) == Some("in") || s.get("in").is_some() {
+                out.reads = true;
+            }
+        }
+    }
+    if let Some(conditions) = est.get("conditions") {
+        condition_store_reads(conditions, &mut out);
+    }
+    out
+}
+
+fn condition_store_reads(v: &Value, out: &mut StoreReads) {
+    match v {
+        Value::Object(map) => {
+            for op in [".", "has"] {
+                if let Some(inner) = map.get(op) {
+                    let on_context = inner
+                        .get("left")
+                        .and_then(|l| l.get("Var"))
+                        .and_then(Value::as_str)
+                        == Some("context");
+                    if !on_context {
+                        out.reads = true;
+                    }
+                }
+            }
+            for op in ["in", "getTag", "hasTag", "__expr"] {
+                if map.contains_key(op) {
+                    out.reads = true;
+                }
+            }
+            if map.contains_key("__entity") {
+                out.literal = true;
+            }
+            for child in map.values() {
+                condition_store_reads(child, out);
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                condition_store_reads(child, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A context value as the request builder supplied it, for the guard key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuardValue<'a> {

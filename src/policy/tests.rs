@@ -985,7 +985,7 @@ fn pruned_entities_give_identical_findings_on_the_samples() {
     // The shipped pack, and one whose custom policies read `owner` through
     // `has`, and `kind`, `human`, `name`, `format` and `applications`.
     let extra = format!(
-        "@id(\"x-reads-attrs\")\n{HEADER}forbid (principal, action == SyncProof::Action::\"grant\", resource) when {{ !principal.human && principal.kind != \"bot\" && resource.name like \"*admin*\" }};\n\n@id(\"x-reads-more\")\n{HEADER}forbid (principal == SyncProof::Application::\"crm-saas\", action == SyncProof::Action::\"snapshot\", resource) when {{ resource.format == \"scim\" && principal.connector.applications.contains(\"crm-saas\") }};\n"
+        "@id(\"x-reads-attrs\")\n{HEADER}forbid (principal, action == SyncProof::Action::\"grant\", resource) when {{ !principal.human && principal.kind != \"bot\" && resource.name like \"*admin*\" }};\n\n@id(\"x-reads-more\")\n{HEADER}forbid (principal == SyncProof::Application::\"crm-saas\", action == SyncProof::Action::\"snapshot\", resource) when {{ resource.format == \"scim\" && principal.connector.applications.contains(\"crm-saas\") }};\n\n@id(\"x-reads-accounts\")\n{HEADER}forbid (principal in SyncProof::Application::\"payments-db\", action == SyncProof::Action::\"account\", resource) when {{ context.active && principal.name like \"*svc*\" }};\n"
     );
     let mut files = tricky_policies();
     files.push(("x-attrs.cedar".into(), extra));
@@ -993,18 +993,75 @@ fn pruned_entities_give_identical_findings_on_the_samples() {
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
         .collect();
-    for pack in [
-        PolicyPack::builtin().compile().unwrap(),
-        overlay_pack(&refs),
+    for (pack_is_overlay, pack) in [
+        (false, PolicyPack::builtin().compile().unwrap()),
+        (true, overlay_pack(&refs)),
     ] {
         assert!(pack.entity_attrs.is_some());
+        assert!(pack.store_kinds.is_some());
         let pruned = findings_json(&r, &pack);
         let mut full_pack = pack;
         full_pack.entity_attrs = None;
+        full_pack.store_kinds = None;
         let full = findings_json(&r, &full_pack);
         assert_eq!(pruned, full);
+        if pack_is_overlay {
+            // The custom account policy needs the account entities, and
+            // finds what it looks for only if they are in the store.
+            assert!(pruned.contains("\"policy_id\": \"x-reads-accounts\""));
+        }
         assert!(pruned.contains("\"policy_id\""), "no findings at all");
     }
+}
+
+#[test]
+fn store_kinds_are_the_kinds_whose_policies_read_entities() {
+    use super::slice::{store_reads, StoreReads};
+    let kinds = |pack: &crate::policy::CompiledPack| {
+        pack.store_kinds
+            .as_ref()
+            .map(|k| k.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+    };
+    // The shipped account and assignment policies read only the context.
+    let builtin = PolicyPack::builtin().compile().unwrap();
+    assert_eq!(
+        kinds(&builtin),
+        Some(vec!["change", "grant", "connector", "snapshot"])
+    );
+    let read = |text: &str| {
+        let p: cedar_policy::Policy = text.parse().unwrap();
+        store_reads(&p.to_json().unwrap())
+    };
+    let (none, reads) = (
+        StoreReads::default(),
+        StoreReads {
+            reads: true,
+            literal: false,
+        },
+    );
+    assert_eq!(read("permit (principal, action, resource);"), none);
+    assert_eq!(
+        read("forbid (principal == A::\"a\", action, resource is B) when { context.x && principal is A };"),
+        none
+    );
+    for reading in [
+        "forbid (principal in A::\"a\", action, resource);",
+        "forbid (principal, action, resource is B in A::\"a\");",
+        "forbid (principal, action, resource) when { resource.tier == \"x\" };",
+        "forbid (principal, action, resource) when { principal has owner };",
+        "forbid (principal, action, resource) when { context.e in principal };",
+        // `context.e` could be an entity.
+        "forbid (principal, action, resource) when { context.e.x };",
+        "forbid (principal, action, resource) when { principal.hasTag(\"t\") };",
+    ] {
+        assert_eq!(read(reading), reads, "{reading}");
+    }
+    assert!(read("forbid (principal, action, resource) when { principal == A::\"a\" };").literal);
+    // A literal in a condition makes every kind's store complete.
+    let literal = format!(
+        "@id(\"x-literal\")\n{HEADER}forbid (principal, action == SyncProof::Action::\"account\", resource) when {{ resource == SyncProof::Application::\"crm-saas\" && context.orphan }};\n"
+    );
+    assert_eq!(kinds(&overlay_pack(&[("x.cedar", literal.as_str())])), None);
 }
 
 /// Reconciling and evaluating one application at a time gives exactly what
