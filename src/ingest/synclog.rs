@@ -402,6 +402,11 @@ fn data_as<T: DeserializeOwned>(
     data: &RawValue,
     fail: &dyn Fn(usize, String) -> RecordError,
 ) -> Result<T, RecordError> {
+    // Fast path, as for documents: valid data is parsed once, without
+    // tracking the path; only a failure is parsed again to say where.
+    if let Ok(v) = serde_json::from_str(data.get()) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_str(data.get());
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -570,6 +575,15 @@ mod tests {
         let text = REQ.replace(r#""time":"2026-11-02T09:14:00Z","#, "");
         let shown = error_text(read_str(&text, false).1);
         assert!(shown.contains("`time`"), "{shown}");
+    }
+
+    #[test]
+    fn bad_data_names_the_field() {
+        // Valid data is parsed without tracking its path; a failure is
+        // parsed again to name the field.
+        let text = REQ.replace(r#""identity":"alice""#, r#""identity":42"#);
+        let shown = error_text(read_str(&text, false).1);
+        assert!(shown.contains("`data.identity`: invalid type"), "{shown}");
     }
 
     #[test]
