@@ -716,7 +716,22 @@ impl Env<'_> {
         );
         let mut seen_identities: FastSet<&str> = FastSet::default();
         let mut seen_entitlements: FastSet<&str> = FastSet::default();
-        let mut reqs: Vec<Req<'a>> = Vec::new();
+        let mut reqs: Vec<Req<'a>> = Vec::with_capacity(
+            part.changes.len()
+                + part.grants.len()
+                + part.assignments.len()
+                + part.accounts.len()
+                + 1,
+        );
+        // Each entitlement's uid, built once: grants and assignments of a
+        // partition name a few entitlements many times.
+        let mut entitlement_uids: FastMap<&str, EntityUid> = FastMap::default();
+        let mut entitlement_uid = |name: &'a str| {
+            entitlement_uids
+                .entry(name)
+                .or_insert_with(|| t.uid(&t.entitlement, &format!("{app}/{name}")))
+                .clone()
+        };
 
         let reads = |kind| self.store_kinds.contains(&kind);
         let (changes, grants, assignments, accounts, snapshot) = (
@@ -742,7 +757,13 @@ impl Env<'_> {
             if grants && seen_entitlements.insert(g.entitlement.as_str()) {
                 entities.push(self.member_entity(&t.entitlement, app, &g.entitlement, tier)?);
             }
-            reqs.push(grant_req(t, g, identity, app, tier));
+            reqs.push(grant_req(
+                t,
+                g,
+                identity,
+                entitlement_uid(&g.entitlement),
+                tier,
+            ));
         }
         for a in &part.assignments {
             if assignments && self.identity_entities && seen_identities.insert(a.identity.as_str())
@@ -752,7 +773,7 @@ impl Env<'_> {
             if assignments && seen_entitlements.insert(a.entitlement.as_str()) {
                 entities.push(self.member_entity(&t.entitlement, app, &a.entitlement, tier)?);
             }
-            reqs.push(assignment_req(t, a, app, tier));
+            reqs.push(assignment_req(t, a, entitlement_uid(&a.entitlement), tier));
         }
         for a in &part.accounts {
             if accounts {
@@ -1259,11 +1280,18 @@ fn change_req<'a>(t: &Types, c: &'a Change, app_uid: &EntityUid, tier: &'a str) 
     }
 }
 
-fn grant_req<'a>(t: &Types, g: &'a Grant, identity: &'a str, app: &str, tier: &'a str) -> Req<'a> {
+/// The request for grant `g`, whose entitlement's uid is `resource`.
+fn grant_req<'a>(
+    t: &Types,
+    g: &'a Grant,
+    identity: &'a str,
+    resource: EntityUid,
+    tier: &'a str,
+) -> Req<'a> {
     Req {
         kind: SubjectKind::Grant,
         principal: t.uid(&t.identity, identity),
-        resource: t.uid(&t.entitlement, &format!("{app}/{}", g.entitlement)),
+        resource,
         context: vec![
             ("account", Val::Str(g.account.clone())),
             ("status", Val::Str(g.status.as_str().to_owned())),
@@ -1282,11 +1310,17 @@ fn grant_req<'a>(t: &Types, g: &'a Grant, identity: &'a str, app: &str, tier: &'
     }
 }
 
-fn assignment_req<'a>(t: &Types, a: &'a AssignmentState, app: &str, tier: &'a str) -> Req<'a> {
+/// The request for assignment `a`, whose entitlement's uid is `resource`.
+fn assignment_req<'a>(
+    t: &Types,
+    a: &'a AssignmentState,
+    resource: EntityUid,
+    tier: &'a str,
+) -> Req<'a> {
     Req {
         kind: SubjectKind::Assignment,
         principal: t.uid(&t.identity, &a.identity),
-        resource: t.uid(&t.entitlement, &format!("{app}/{}", a.entitlement)),
+        resource,
         context: vec![
             ("status", Val::Str(a.status.as_str().to_owned())),
             ("explained", Val::Bool(a.change.is_some())),
