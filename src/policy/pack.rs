@@ -24,7 +24,7 @@ use thiserror::Error;
 
 use super::controls::Catalog;
 use super::findings::{Severity, SubjectKind};
-use super::slice::{entity_attr_reads, leading_guards, store_reads, Guard, Slices};
+use super::slice::{entity_attr_reads, leading_guards, reads_context, store_reads, Guard, Slices};
 use crate::ingest::model::TierTargets;
 
 /// The Cedar schema's file name.
@@ -302,12 +302,7 @@ fn context_reads(v: &serde_json::Value, fields: &mut BTreeSet<String>, whole: &m
         serde_json::Value::Object(map) => {
             for op in [".", "has"] {
                 if let Some(inner) = map.get(op) {
-                    let is_context = inner
-                        .get("left")
-                        .and_then(|l| l.get("Var"))
-                        .and_then(|x| x.as_str())
-                        == Some("context");
-                    if is_context {
+                    if reads_context(inner) {
                         match inner.get("attr").and_then(|a| a.as_str()) {
                             Some(a) => {
                                 fields.insert(a.to_owned());

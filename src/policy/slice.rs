@@ -181,6 +181,16 @@ pub fn leading_guards(est: &Value) -> Vec<Guard> {
     parts.into_iter().map_while(guard).collect()
 }
 
+/// Whether an EST attribute access (the operand of `.` or `has`) is on
+/// `context` itself.
+pub(super) fn reads_context(access: &Value) -> bool {
+    access
+        .get("left")
+        .and_then(|l| l.get("Var"))
+        .and_then(Value::as_str)
+        == Some("context")
+}
+
 /// Collects the attribute names an EST reads with `.` or `has` on anything
 /// but `context` itself (the only ways Cedar can observe an entity's
 /// attributes: equality and `in` use the uid and the parents). Sets
@@ -192,11 +202,7 @@ pub fn entity_attr_reads(v: &Value, names: &mut BTreeSet<String>, unknown: &mut 
         Value::Object(map) => {
             for op in [".", "has"] {
                 if let Some(inner) = map.get(op) {
-                    let on_context = inner
-                        .get("left")
-                        .and_then(|l| l.get("Var"))
-                        .and_then(Value::as_str)
-                        == Some("context");
+                    let on_context = reads_context(inner);
                     match inner.get("attr").and_then(Value::as_str) {
                         Some(_) if on_context => {}
                         Some(a) => {
@@ -259,11 +265,7 @@ fn condition_store_reads(v: &Value, out: &mut StoreReads) {
         Value::Object(map) => {
             for op in [".", "has"] {
                 if let Some(inner) = map.get(op) {
-                    let on_context = inner
-                        .get("left")
-                        .and_then(|l| l.get("Var"))
-                        .and_then(Value::as_str)
-                        == Some("context");
+                    let on_context = reads_context(inner);
                     if !on_context {
                         out.reads = true;
                     }
