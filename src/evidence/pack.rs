@@ -77,13 +77,6 @@ const STREAM_BUFFER: usize = 1 << 20;
 /// bounds the memory a streamed file takes to a few MiB.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Bytes of a streamed file written between two early flushes to disk. The
-/// file is fsynced before the pack is renamed into place; flushing it as it
-/// grows, on a thread of its own, leaves that final fsync little to wait for
-/// (a multi-gigabyte JUnit file would otherwise wait for most of its bytes
-/// there). Unit tests flush every chunk, so their small files take this path.
-const FLUSH_EVERY: usize = if cfg!(test) { STREAM_BUFFER } else { 64 << 20 };
-
 /// Why a [`Producer`] failed.
 pub type ProduceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -510,30 +503,11 @@ fn write_streamed(
         .open(target)
         .map_err(io_err("create", target))?;
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-    // The same open file, for the early flushes. It shares the file's
-    // write-back error state, so an error an early flush sees is reported
-    // from here, never swallowed (the final fsync would not see it again).
-    let flushed = file.try_clone().map_err(io_err("write", target))?;
-    let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
-    let (produced, written, early) = std::thread::scope(|scope| {
-        let flusher = scope.spawn(move || -> io::Result<()> {
-            for () in flush_rx {
-                flushed.sync_data()?;
-            }
-            Ok(())
-        });
+    let (produced, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> io::Result<(File, u64, String)> {
             let mut out = DigestWriter::new(file);
-            let mut unflushed = 0;
             for chunk in rx {
                 out.write_all(&chunk)?;
-                unflushed += chunk.len();
-                if unflushed >= FLUSH_EVERY {
-                    // Never waits: if a flush is already asked for, this
-                    // one is not needed.
-                    let _ = flush_tx.try_send(());
-                    unflushed = 0;
-                }
             }
             Ok(out.finish())
         });
@@ -547,14 +521,9 @@ fn write_streamed(
         let written = writer
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        // The writer's end of the flush channel is gone with it.
-        let early = flusher
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (produced, written, early)
+        (produced, written)
     });
     let (file, size, sha256) = written.map_err(io_err("write", target))?;
-    early.map_err(io_err("write", target))?;
     produced.map_err(|source| PackError::Produce {
         path: path.to_owned(),
         source,
