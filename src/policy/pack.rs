@@ -560,11 +560,11 @@ impl PolicyPack {
         let mut attrs_unknown = false;
         let mut store_unknown = false;
         let mut reading_store: BTreeSet<&str> = BTreeSet::new();
+        // The copies requests are decided against, by `@id`.
+        let mut copies: BTreeMap<&str, Policy> = BTreeMap::new();
         for m in meta.values() {
-            match policies
-                .policy(&PolicyId::new(&m.id))
-                .and_then(|p| p.to_json().ok())
-            {
+            let policy = policies.policy(&PolicyId::new(&m.id));
+            match policy.and_then(|p| p.to_json().ok()) {
                 Some(est) => {
                     guards.insert(m.id.clone(), leading_guards(&est));
                     entity_attr_reads(&est, &mut attr_names, &mut attrs_unknown);
@@ -577,6 +577,9 @@ impl PolicyPack {
                     let mut whole = false;
                     context_reads(&est, &mut fields, &mut whole);
                     reads.insert(m.id.clone(), (!whole).then_some(fields));
+                    if let Some(p) = policy {
+                        copies.insert(&m.id, for_evaluation(p, est));
+                    }
                 }
                 // Cannot tell what it reads: no guards, keep every attribute
                 // and context field.
@@ -585,28 +588,18 @@ impl PolicyPack {
                     reads.insert(m.id.clone(), None);
                     attrs_unknown = true;
                     store_unknown = true;
+                    if let Some(p) = policy {
+                        copies.insert(&m.id, p.clone());
+                    }
                 }
             }
         }
         for kind in SubjectKind::ALL {
-            let mut fields = BTreeSet::new();
-            let mut whole = false;
-            for m in meta.values().filter(|m| m.actions.contains(&kind)) {
-                match policies
-                    .policy(&PolicyId::new(&m.id))
-                    .and_then(|p| p.to_json().ok())
-                {
-                    Some(est) => context_reads(&est, &mut fields, &mut whole),
-                    // Cannot tell what it reads: pass everything.
-                    None => whole = true,
-                }
-            }
-            context_fields.insert(kind, if whole { None } else { Some(fields) });
             let mut set = PolicySet::new();
             for m in meta.values().filter(|m| m.actions.contains(&kind)) {
-                if let Some(p) = policies.policy(&PolicyId::new(&m.id)) {
+                if let Some(p) = copies.get(m.id.as_str()) {
                     // Ids are unique in `policies`, so they are here too.
-                    let _ = set.add(for_evaluation(p));
+                    let _ = set.add(p.clone());
                 }
             }
             by_action.insert(kind, set);
@@ -614,15 +607,19 @@ impl PolicyPack {
                 .values()
                 .filter(|m| m.actions.contains(&kind))
                 .filter_map(|m| {
-                    let p = policies.policy(&PolicyId::new(&m.id))?;
                     Some((
-                        for_evaluation(p),
+                        copies.get(m.id.as_str())?.clone(),
                         guards.get(&m.id).cloned().unwrap_or_default(),
                         reads.get(&m.id).cloned().flatten(),
                     ))
                 })
                 .collect();
-            slices.insert(kind, Slices::new(members));
+            let sliced = Slices::new(members);
+            // What the action's policies read, together: its full set's
+            // fields (`None` if any of them uses `context` whole or cannot
+            // be analysed).
+            context_fields.insert(kind, sliced.full().context_fields.clone());
+            slices.insert(kind, sliced);
         }
         let store_kinds = (!store_unknown).then(|| {
             SubjectKind::ALL
@@ -658,13 +655,9 @@ impl PolicyPack {
 /// evaluate (about a tenth of the time inside `is_authorized` on the
 /// benchmark workloads) and decides every request the same: same effect,
 /// scope, conditions, id and annotations. If the policy cannot make the
-/// round trip, it is used as it is.
-fn for_evaluation(policy: &Policy) -> Policy {
-    policy
-        .to_json()
-        .ok()
-        .and_then(|est| Policy::from_json(Some(policy.id().clone()), est).ok())
-        .unwrap_or_else(|| policy.clone())
+/// round trip, it is used as it is. `est` is its JSON form.
+fn for_evaluation(policy: &Policy, est: serde_json::Value) -> Policy {
+    Policy::from_json(Some(policy.id().clone()), est).unwrap_or_else(|_| policy.clone())
 }
 
 /// The subject kinds named by action uids of our namespace.
