@@ -361,12 +361,16 @@ impl<'a, 'f> Builder<'a, 'f> {
             });
             writer.add(app, &records)
         });
-        let mut problems = self.problems;
-        if let Err(e) = drained {
-            problems.push(RecordError::in_file(
+        // The records' temporary files failed (written, or read back).
+        let spool_failed = |e: std::io::Error| {
+            RecordError::in_file(
                 file,
                 format!("cannot keep the assignments in a temporary file: {e}"),
-            ));
+            )
+        };
+        let mut problems = self.problems;
+        if let Err(e) = drained {
+            problems.push(spool_failed(e));
         }
         // Problems in the order of the records, as they were met.
         bad.sort_by_key(|(i, _)| *i);
@@ -384,10 +388,7 @@ impl<'a, 'f> Builder<'a, 'f> {
             .finish(self.file_ref, identity_ids, entitlement_names, approvals)
             .map_err(|e| {
                 let mut p = Problems::default();
-                p.push(RecordError::in_file(
-                    file,
-                    format!("cannot keep the assignments in a temporary file: {e}"),
-                ));
+                p.push(spool_failed(e));
                 p
             })?;
         Ok(Desired {
