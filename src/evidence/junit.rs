@@ -126,6 +126,14 @@ fn xml_safe(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// The error for a failed read of the subject lists or write of the report.
+fn io_error(source: io::Error) -> FormatError {
+    FormatError::Write {
+        format: "JUnit",
+        source,
+    }
+}
+
 /// Groups subjects and findings into suites and counts their cases
 /// (`<testsuites>` opens with the totals): a suite's cases are the different
 /// ids of the kinds it covers, which [`SubjectLists::distinct`] counts, and
@@ -151,16 +159,12 @@ fn suites<'a>(
             by_kind.entry(kind).or_default().push(&f.subject.id);
         }
     }
-    let read_err = |source| FormatError::Write {
-        format: "JUnit",
-        source,
-    };
     // The finding subjects that are in the list of the kind they name.
     let mut evaluated_found: BTreeSet<&str> = BTreeSet::new();
     for (kind, mut ids) in by_kind {
         ids.sort_unstable();
         ids.dedup();
-        let contained = evaluated.contains(kind, &ids).map_err(read_err)?;
+        let contained = evaluated.contains(kind, &ids).map_err(io_error)?;
         evaluated_found.extend(
             ids.iter()
                 .zip(contained)
@@ -278,10 +282,7 @@ fn write_start(out: &mut impl Write, name: &str, attrs: &[(&str, &str)]) -> io::
 /// gets many small writes.
 pub fn render(a: &Assessment, eval: &Evaluation, out: &mut impl Write) -> Result<(), FormatError> {
     let suites = suites(a, &eval.evaluated)?;
-    write_xml(&suites, out).map_err(|source| FormatError::Write {
-        format: "JUnit",
-        source,
-    })
+    write_xml(&suites, out).map_err(io_error)
 }
 
 /// Writes the suites as XML, laid out as `quick_xml::Writer::new_with_indent(_,
