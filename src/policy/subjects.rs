@@ -55,15 +55,15 @@ impl EvaluatedSubjects {
             if list.is_empty() {
                 continue;
             }
-            let list = list.into_sorted();
-            let bytes = encode(kind, &list)?;
-            // A poisoned lock means another partition panicked while
-            // appending; the run is then abandoned anyway.
-            let offset = spool
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .append(&bytes)?;
-            runs.push((kind, Run::new(&list, offset, bytes.len() as u64)));
+            let run = write_run(kind, list, |bytes| {
+                // A poisoned lock means another partition panicked while
+                // appending; the run is then abandoned anyway.
+                spool
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .append(bytes)
+            })?;
+            runs.push((kind, run));
         }
         Ok(runs)
     }
@@ -78,6 +78,19 @@ pub(crate) fn has_prefix(kind: SubjectKind, id: &str) -> bool {
 /// The kind `id` names by its prefix, if any.
 pub(crate) fn kind_of(id: &str) -> Option<SubjectKind> {
     SubjectKind::ALL.into_iter().find(|k| has_prefix(*k, id))
+}
+
+/// Sorts `list` (ids of `kind`, not empty) and writes it as one run with
+/// `append`, which returns where the bytes start.
+fn write_run(
+    kind: SubjectKind,
+    list: StrList,
+    append: impl FnOnce(&[u8]) -> io::Result<u64>,
+) -> io::Result<Run> {
+    let list = list.into_sorted();
+    let bytes = encode(kind, &list)?;
+    let offset = append(&bytes)?;
+    Ok(Run::new(&list, offset, bytes.len() as u64))
 }
 
 /// The ids of `list` (of `kind`) as a run: each its length (u32,
@@ -187,10 +200,7 @@ impl SubjectLists {
                 ids.advance()?;
             }
             drop(ids);
-            let list = list.into_sorted();
-            let bytes = encode(*kind, &list)?;
-            let offset = spool.append(&bytes)?;
-            *runs = vec![Run::new(&list, offset, bytes.len() as u64)];
+            *runs = vec![write_run(*kind, list, |bytes| spool.append(bytes))?];
         }
         spool.flush()?;
         Ok(SubjectLists {
