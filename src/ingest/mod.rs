@@ -200,6 +200,7 @@ fn load_records(
     let parsed: Vec<Result<(SnapshotOutcome, Known), IngestError>> = manifest
         .snapshots
         .par_iter()
+        .with_max_len(1)
         .map(|spec| read_snapshot(root, spec))
         .collect();
     let mut snapshots = Vec::new();

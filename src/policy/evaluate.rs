@@ -213,6 +213,8 @@ pub fn evaluate(
     let tick = progress(options, parts.len());
     let mut results: Vec<Result<PartResult, EvaluateError>> = parts
         .par_iter()
+        // One application per task (see `Prepared::reconcile_apps`).
+        .with_max_len(1)
         .map(|(app, part)| {
             let res = env.evaluate_application(app, part);
             tick();
