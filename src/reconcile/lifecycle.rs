@@ -15,6 +15,7 @@
 //! cores), and each folded change goes to a [`ChangeStore`] on disk, indexed
 //! by application. Memory holds one bucket's changes at a time, not all.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::io;
@@ -80,10 +81,12 @@ impl Place {
     }
 }
 
-/// A change event as written to its bucket.
+/// A change event as written to its bucket. The key is borrowed from the
+/// bucket's bytes when read back: most events repeat a key already folded.
 #[derive(Debug, Serialize, Deserialize)]
-struct Record {
-    key: String,
+struct Record<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
     time: Instant,
     place: Place,
     event: ChangeEvent,
@@ -250,46 +253,9 @@ impl Lifecycles {
         key.copy_from_slice(&digest[..16]);
         let mut line_hash = [0u8; 8];
         line_hash.copy_from_slice(&event.source.sha256.as_bytes()[..8]);
-        let shard = key[0] as usize % SEEN_SHARDS;
-        if let Some(first) = self.seen[shard].get(&key) {
-            self.stats.replays += 1;
-            let conflicting = first.line_hash != line_hash;
-            if conflicting || self.listed_replays < MAX_LISTED_REPLAYS {
-                self.listed_replays += 1;
-                // Only the position of the first copy is kept (its bytes are
-                // in the input files, hashed into the manifest).
-                let first = self
-                    .files
-                    .get(first.file as usize)
-                    .map(|f| (f.clone(), first.line));
-                let (kind, what) = if conflicting {
-                    (
-                        AnomalyKind::ConflictingReplay,
-                        "repeats the (`source`, `id`) of an earlier event with different content; the first copy is used",
-                    )
-                } else {
-                    (
-                        AnomalyKind::Replay,
-                        "repeats an earlier event; counted once",
-                    )
-                };
-                let evidence = vec![event.source.clone()];
-                self.anomalies.push(Anomaly {
-                    kind,
-                    subject: format!("{} {}", event.ce_source, event.ce_id),
-                    detail: format!(
-                        "{}:{} {what}{}",
-                        event.source.file,
-                        event.source.line,
-                        first
-                            .map(|(f, line)| format!(" (first at {f}:{line})"))
-                            .unwrap_or_default()
-                    ),
-                    evidence,
-                });
-            }
-            return;
-        }
+        // The file's index first, so the deduplication table is probed once
+        // (an entry, not a lookup and then an insert): at millions of events
+        // each probe is a cache miss.
         let file_idx = match self.files.last() {
             Some(f) if *f == event.source.file => self.files.len() - 1,
             _ => match self.files.iter().position(|f| *f == event.source.file) {
@@ -300,14 +266,56 @@ impl Lifecycles {
                 }
             },
         };
-        self.seen[shard].insert(
-            key,
-            FirstCopy {
-                line_hash,
-                file: file_idx as u32,
-                line: u32::try_from(event.source.line).unwrap_or(u32::MAX),
-            },
-        );
+        let shard = key[0] as usize % SEEN_SHARDS;
+        match self.seen[shard].entry(key) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                let first = first.get();
+                self.stats.replays += 1;
+                let conflicting = first.line_hash != line_hash;
+                if conflicting || self.listed_replays < MAX_LISTED_REPLAYS {
+                    self.listed_replays += 1;
+                    // Only the position of the first copy is kept (its bytes
+                    // are in the input files, hashed into the manifest).
+                    let first = self
+                        .files
+                        .get(first.file as usize)
+                        .map(|f| (f.clone(), first.line));
+                    let (kind, what) = if conflicting {
+                        (
+                            AnomalyKind::ConflictingReplay,
+                            "repeats the (`source`, `id`) of an earlier event with different content; the first copy is used",
+                        )
+                    } else {
+                        (
+                            AnomalyKind::Replay,
+                            "repeats an earlier event; counted once",
+                        )
+                    };
+                    let evidence = vec![event.source.clone()];
+                    self.anomalies.push(Anomaly {
+                        kind,
+                        subject: format!("{} {}", event.ce_source, event.ce_id),
+                        detail: format!(
+                            "{}:{} {what}{}",
+                            event.source.file,
+                            event.source.line,
+                            first
+                                .map(|(f, line)| format!(" (first at {f}:{line})"))
+                                .unwrap_or_default()
+                        ),
+                        evidence,
+                    });
+                }
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(FirstCopy {
+                    line_hash,
+                    file: file_idx as u32,
+                    line: u32::try_from(event.source.line).unwrap_or(u32::MAX),
+                });
+            }
+        }
         self.stats.unique += 1;
         if event.time > self.as_of {
             self.stats.after_as_of += 1;
@@ -384,7 +392,7 @@ impl Lifecycles {
         };
         let bucket = bucket_of(&key);
         let record = Record {
-            key,
+            key: Cow::Owned(key),
             time: Instant::of(&time),
             place,
             event,
@@ -428,7 +436,7 @@ impl Lifecycles {
                     fold.apply(record, files)?;
                     rest = tail;
                 }
-                drop(bytes);
+                // The keys borrow from `bytes`, which is dropped after this.
                 fold.finish(files, app_connector, &store)
             })
             .collect();
@@ -480,10 +488,10 @@ fn bucket_of(key: &str) -> usize {
     (h % BUCKETS as u64) as usize
 }
 
-/// One bucket's change events, folded.
+/// One bucket's change events, folded; keys borrow from the bucket's bytes.
 #[derive(Default)]
-struct Fold {
-    changes: FastMap<String, ChangeAcc>,
+struct Fold<'a> {
+    changes: FastMap<Cow<'a, str>, ChangeAcc>,
     redeliveries: u64,
     anomalies: Vec<Anomaly>,
 }
@@ -496,9 +504,9 @@ struct Folded<'c> {
     credits: FastMap<&'c str, (Option<Timestamp>, u64)>,
 }
 
-impl Fold {
+impl<'a> Fold<'a> {
     /// Folds one event, in read order.
-    fn apply(&mut self, record: Record, files: &[Arc<str>]) -> io::Result<()> {
+    fn apply(&mut self, record: Record<'a>, files: &[Arc<str>]) -> io::Result<()> {
         let Record {
             key,
             time,
@@ -521,7 +529,7 @@ impl Fold {
                     }
                     Entry::Occupied(o) => o,
                 };
-                let key = acc.key().clone();
+                let key = acc.key().to_string();
                 let acc = acc.get_mut();
                 match &mut acc.request {
                     None => acc.request = Some(Box::new(request)),
@@ -574,7 +582,7 @@ impl Fold {
     }
 }
 
-impl Fold {
+impl Fold<'_> {
     /// The folded changes, stored; what they tell about their connectors;
     /// orphan events and early confirmations as anomalies.
     fn finish<'c>(
@@ -588,7 +596,7 @@ impl Fold {
         let mut entries = Vec::new();
         for (key, mut acc) in std::mem::take(&mut self.changes) {
             let Some(req) = acc.request.take() else {
-                self.orphan(key, &acc, files)?;
+                self.orphan(key.into_owned(), &acc, files)?;
                 continue;
             };
             // Attempts and outcomes are credited to the application's
@@ -614,7 +622,7 @@ impl Fold {
                 if *t < req.at {
                     self.anomalies.push(Anomaly {
                         kind: AnomalyKind::ConfirmedBeforeRequested,
-                        subject: key.clone(),
+                        subject: key.to_string(),
                         detail: format!(
                             "confirmed at {} before it was requested at {}; latency counted as zero",
                             format_timestamp(t),
@@ -629,7 +637,7 @@ impl Fold {
                 removal: req.what.operation.is_removal(),
                 latency: acc.confirmed.as_ref().map(|c| Span::between(&req.at, &c.0)),
             };
-            let stored = StoredChange::new(key, *req, acc);
+            let stored = StoredChange::new(key.into_owned(), *req, acc);
             let start = out.len();
             postcard::to_io(&stored, &mut out).map_err(io::Error::other)?;
             entries.push((stored.what.application, start, out.len() - start, figure));
