@@ -1081,24 +1081,27 @@ fn subject_id(req: &Req<'_>) -> String {
 
 /// Writes the subject id of `req` (see [`subject_id`]) into `out`.
 fn write_subject_id(out: &mut String, req: &Req<'_>) {
-    use std::fmt::Write as _;
-    // Writing into a `String` cannot fail.
-    let _ = match &req.src {
-        Src::Change(c) => write!(out, "change:{}", c.key),
-        Src::Grant(g, _) => write!(
-            out,
-            "grant:{}/{}/{}",
-            g.application, g.account, g.entitlement
+    // Pieces pushed, not `write!`: this runs once per subject evaluated
+    // (tens of millions on W10), and the formatting machinery showed up in
+    // its profile.
+    let (kind, parts): (&str, &[&str]) = match &req.src {
+        Src::Change(c) => ("change:", &[&c.key]),
+        Src::Grant(g, _) => ("grant:", &[&g.application, &g.account, &g.entitlement]),
+        Src::Assignment(a) => (
+            "assignment:",
+            &[&a.application, &a.identity, &a.entitlement],
         ),
-        Src::Assignment(a) => write!(
-            out,
-            "assignment:{}/{}/{}",
-            a.application, a.identity, a.entitlement
-        ),
-        Src::Account(a) => write!(out, "account:{}/{}", a.application, a.account),
-        Src::Connector(c) => write!(out, "connector:{}", c.id),
-        Src::Snapshot(s, _) => write!(out, "snapshot:{}", s.application),
+        Src::Account(a) => ("account:", &[&a.application, &a.account]),
+        Src::Connector(c) => ("connector:", &[&c.id]),
+        Src::Snapshot(s, _) => ("snapshot:", &[&s.application]),
     };
+    out.push_str(kind);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(part);
+    }
 }
 
 /// The value the request builder supplied for a context field, as the
