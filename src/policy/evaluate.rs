@@ -243,37 +243,49 @@ pub fn reconcile_and_evaluate(
         check_tiers(r, pack)?;
         let mut env = Env::new(r, pack, options.keep_subjects)?;
         let tick = progress(options, r.applications.len());
-        let (outcomes, digests) = prepared.reconcile_apps(|mut access, changes| {
-            let evidence = std::mem::take(&mut access.evidence);
-            let app = access.snapshot.application.as_str();
-            let part = Partition {
-                changes: changes.to_vec(),
-                grants: access
-                    .grants
-                    .iter()
-                    .filter(|g| g.identity.is_some())
-                    .collect(),
-                assignments: access.assignments.iter().collect(),
-                accounts: access.accounts.iter().collect(),
-                snapshot: Some((&access.snapshot, evidence)),
-            };
-            let res = env.evaluate_application(app, &part);
-            drop(part);
-            tick();
-            // Decided: only the drift and the snapshot's figures are kept.
-            access.grants = Vec::new();
-            access.assignments = Vec::new();
-            access.accounts = Vec::new();
-            (res, access)
-        })?;
+        // The connectors are decided beside the applications (they need
+        // only the collection's facts), so neither core waits for them at
+        // the end.
+        let (apps_outcome, connectors) = rayon::join(
+            || {
+                prepared.reconcile_apps(|mut access, changes| {
+                    let evidence = std::mem::take(&mut access.evidence);
+                    let app = access.snapshot.application.as_str();
+                    let part = Partition {
+                        changes: changes.to_vec(),
+                        grants: access
+                            .grants
+                            .iter()
+                            .filter(|g| g.identity.is_some())
+                            .collect(),
+                        assignments: access.assignments.iter().collect(),
+                        accounts: access.accounts.iter().collect(),
+                        snapshot: Some((&access.snapshot, evidence)),
+                    };
+                    let res = env.evaluate_application(app, &part);
+                    drop(part);
+                    tick();
+                    // Decided: only the drift and the snapshot's figures are kept.
+                    access.grants = Vec::new();
+                    access.assignments = Vec::new();
+                    access.accounts = Vec::new();
+                    (res, access)
+                })
+            },
+            || {
+                let res = env.evaluate_connectors();
+                tick();
+                res
+            },
+        );
+        let (outcomes, digests) = apps_outcome?;
         let mut results = Vec::with_capacity(outcomes.len() + 1);
         let mut apps = Vec::with_capacity(outcomes.len());
         for (res, access) in outcomes {
             results.push(res);
             apps.push(access);
         }
-        results.push(env.evaluate_connectors());
-        tick();
+        results.push(connectors);
         (merge(results, pack, env.subjects.take())?, digests, apps)
     };
     let reconciled = prepared.finish(digests, apps)?;
