@@ -75,6 +75,9 @@ pub struct Preamble<'a> {
     pub applications: &'a [Application],
     /// `collected_at` from `collection.yaml`.
     pub collected_at: Timestamp,
+    /// The sync logs' total size on disk (files that cannot be read count as
+    /// empty here; reading them reports the error).
+    pub log_bytes: u64,
 }
 
 /// A collection whose snapshots have not been read yet: they are read one
@@ -132,9 +135,16 @@ where
 {
     let manifest = collection::read_manifest(root)?;
     let named = collection::discover(root, &manifest)?;
+    let log_bytes = manifest
+        .sync_logs
+        .iter()
+        .filter_map(|f| std::fs::metadata(root.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
     let mut sink = make_sink(&Preamble {
         applications: &manifest.applications,
         collected_at: manifest.collected_at,
+        log_bytes,
     });
     let logs = manifest.sync_logs.clone();
     let applications = manifest.applications.clone();

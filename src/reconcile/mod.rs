@@ -34,8 +34,17 @@ pub struct Options {
 /// once its application is done).
 pub fn run(mut collection: Collection, options: &Options) -> Result<Reconciled, IngestError> {
     let as_of = options.as_of.unwrap_or(collection.collected_at);
-    let mut lifecycles =
-        lifecycle::Lifecycles::new(as_of, app_connectors(&collection.applications));
+    let log_bytes = collection
+        .inputs
+        .iter()
+        .filter(|i| collection.sync_logs.contains(&i.path))
+        .map(|i| i.size)
+        .sum();
+    let mut lifecycles = lifecycle::Lifecycles::new(
+        as_of,
+        app_connectors(&collection.applications),
+        lifecycle::bucket_count(log_bytes),
+    );
     let rejected = collection.read_events(options.quarantine, &mut |e| lifecycles.push(e))?;
     let snapshots = std::mem::take(&mut collection.snapshots);
     let known = collection
@@ -72,7 +81,11 @@ pub fn prepare(root: &std::path::Path, options: &Options) -> Result<Prepared, In
         |pre| {
             let as_of = options.as_of.unwrap_or(pre.collected_at);
             (
-                lifecycle::Lifecycles::new(as_of, app_connectors(pre.applications)),
+                lifecycle::Lifecycles::new(
+                    as_of,
+                    app_connectors(pre.applications),
+                    lifecycle::bucket_count(pre.log_bytes),
+                ),
                 as_of,
             )
         },
