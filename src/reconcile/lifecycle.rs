@@ -48,8 +48,9 @@ const LOG_BYTES_PER_BUCKET: u64 = 6 << 20;
 /// over: about [`LOG_BYTES_PER_BUCKET`] each, so that a bucket's changes fit
 /// in a core's cache while it is folded (with 64 buckets for 10 M events,
 /// folding took a third more CPU than with 512), but at least 64 and at
-/// most 512, because each bucket buffers up to 256 KiB while the logs are
-/// read. The count changes where events are kept, never what they fold to.
+/// most 512, because each bucket keeps a write buffer (32 KiB) while the
+/// logs are read. The count changes where events wait, never what they fold
+/// to.
 pub(crate) fn bucket_count(log_bytes: u64) -> usize {
     usize::try_from(log_bytes / LOG_BYTES_PER_BUCKET)
         .unwrap_or(usize::MAX)
