@@ -287,43 +287,8 @@ impl Lifecycles {
         let shard = key[0] as usize % SEEN_SHARDS;
         match self.seen[shard].entry(key) {
             std::collections::hash_map::Entry::Occupied(first) => {
-                let first = first.get();
-                self.stats.replays += 1;
-                let conflicting = first.line_hash != line_hash;
-                if conflicting || self.listed_replays < MAX_LISTED_REPLAYS {
-                    self.listed_replays += 1;
-                    // Only the position of the first copy is kept (its bytes
-                    // are in the input files, hashed into the manifest).
-                    let first = self
-                        .files
-                        .get(first.file as usize)
-                        .map(|f| (f.clone(), first.line));
-                    let (kind, what) = if conflicting {
-                        (
-                            AnomalyKind::ConflictingReplay,
-                            "repeats the (`source`, `id`) of an earlier event with different content; the first copy is used",
-                        )
-                    } else {
-                        (
-                            AnomalyKind::Replay,
-                            "repeats an earlier event; counted once",
-                        )
-                    };
-                    let evidence = vec![event.source.clone()];
-                    self.anomalies.push(Anomaly {
-                        kind,
-                        subject: format!("{} {}", event.ce_source, event.ce_id),
-                        detail: format!(
-                            "{}:{} {what}{}",
-                            event.source.file,
-                            event.source.line,
-                            first
-                                .map(|(f, line)| format!(" (first at {f}:{line})"))
-                                .unwrap_or_default()
-                        ),
-                        evidence,
-                    });
-                }
+                let first = *first.get();
+                self.replay(&event, first, line_hash);
                 return;
             }
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -419,6 +384,48 @@ impl Lifecycles {
             postcard::to_io(&record, out)
                 .map(drop)
                 .map_err(io::Error::other)
+        });
+    }
+
+    /// Counts `event`, a copy of the event first read at `first`, and lists
+    /// it as an anomaly: always when its line differs from the first copy's,
+    /// else up to [`MAX_LISTED_REPLAYS`].
+    fn replay(&mut self, event: &Event, first: FirstCopy, line_hash: [u8; 8]) {
+        self.stats.replays += 1;
+        let conflicting = first.line_hash != line_hash;
+        if !conflicting && self.listed_replays >= MAX_LISTED_REPLAYS {
+            return;
+        }
+        self.listed_replays += 1;
+        // Only the position of the first copy is kept (its bytes are in the
+        // input files, hashed into the manifest).
+        let first = self
+            .files
+            .get(first.file as usize)
+            .map(|f| (f.clone(), first.line));
+        let (kind, what) = if conflicting {
+            (
+                AnomalyKind::ConflictingReplay,
+                "repeats the (`source`, `id`) of an earlier event with different content; the first copy is used",
+            )
+        } else {
+            (
+                AnomalyKind::Replay,
+                "repeats an earlier event; counted once",
+            )
+        };
+        self.anomalies.push(Anomaly {
+            kind,
+            subject: format!("{} {}", event.ce_source, event.ce_id),
+            detail: format!(
+                "{}:{} {what}{}",
+                event.source.file,
+                event.source.line,
+                first
+                    .map(|(f, line)| format!(" (first at {f}:{line})"))
+                    .unwrap_or_default()
+            ),
+            evidence: vec![event.source.clone()],
         });
     }
 
