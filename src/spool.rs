@@ -156,11 +156,6 @@ impl Buckets {
         }
     }
 
-    /// How many buckets there are.
-    pub(crate) fn len(&self) -> usize {
-        self.spools.len()
-    }
-
     /// Appends to bucket `bucket` (modulo the count) the record `write` puts
     /// in the buffer it is given. Once a write has failed, nothing more is
     /// written.

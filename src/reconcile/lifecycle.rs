@@ -373,7 +373,7 @@ impl Lifecycles {
                 return;
             }
         };
-        let bucket = bucket_of(&key, self.buckets.len());
+        let bucket = bucket_of(&key);
         let record = Record {
             key: Cow::Owned(key),
             time: Instant::of(&time),
@@ -507,11 +507,11 @@ pub(crate) type Finished = (
     Vec<Anomaly>,
 );
 
-/// The bucket of an idempotency key among `count`: a fixed hash, so runs
-/// spread the same.
-fn bucket_of(key: &str, count: usize) -> usize {
-    let h = foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key);
-    (h % count.max(1) as u64) as usize
+/// The bucket of an idempotency key, before [`Buckets::append`] takes it
+/// modulo the count: a fixed hash, so runs spread the same.
+fn bucket_of(key: &str) -> usize {
+    // Truncated where `usize` is narrower: any spread will do.
+    foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key) as usize
 }
 
 /// One bucket's change events, folded; keys borrow from the bucket's bytes.
