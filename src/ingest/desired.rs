@@ -21,6 +21,7 @@ use super::assignments::{corrupt, AssignmentWriter, DesiredAssignments, Incoming
 use super::digest::Sha256Digest;
 use super::document;
 use super::error::{Problems, RecordError};
+use super::json_split::{parse_piece, ObjectReader, SplitError};
 use super::model::{Identity, IdentityKind, SourceRef};
 use super::raw::{RawAssignment, RawIdentity};
 use crate::strings::StrList;
@@ -76,8 +77,65 @@ pub(crate) fn parse_json_stream<R: std::io::Read, R2: std::io::Read>(
     ))
 }
 
+/// Parses and validates a JSON desired state read from `reader` in pieces
+/// ([`super::json_split`]): each identity and assignment is parsed by
+/// serde_json from memory, borrowing its strings, and the text is never
+/// held whole.
+///
+/// `None` when the document does not parse: the caller reads it again
+/// with [`parse_json_stream`], which says where it is wrong. A document
+/// read here gives the builder the same records, in the same order, as
+/// [`parse_json_stream`] would (a test checks it), so the two differ only
+/// in speed and in what they say about a document that does not parse.
+pub(crate) fn parse_json_pieces<R: std::io::Read>(
+    file: &str,
+    reader: R,
+    applications: &BTreeSet<String>,
+) -> Option<Result<Desired, Problems>> {
+    let apps: Vec<&str> = applications.iter().map(String::as_str).collect();
+    let mut b = Builder::new(file, &apps, &[], &[]);
+    read_pieces(&mut b, reader).ok()?;
+    Some(b.finish())
+}
+
+/// Reads the document into `b` as [`Document`] does; any error means
+/// only that the document did not parse here.
+fn read_pieces<R: std::io::Read>(b: &mut Builder<'_>, reader: R) -> Result<(), SplitError> {
+    let mut doc = ObjectReader::open(reader)?;
+    let mut seen = [false; 3];
+    while let Some(key) = doc.next_key()? {
+        let field = FIELDS.iter().position(|f| *f == key).ok_or(SplitError)?;
+        if std::mem::replace(&mut seen[field], true) {
+            return Err(SplitError);
+        }
+        match field {
+            0 => doc.value(|rest| parse_piece(rest, |v| b.exported_at(v)))?,
+            1 => {
+                doc.list()?;
+                let mut i = 0;
+                while doc.next_item(|rest| parse_piece(rest, |raw| b.identity(i, raw)))? {
+                    i += 1;
+                }
+                b.identities_read = true;
+            }
+            _ => {
+                doc.list()?;
+                let mut i = 0;
+                while doc.next_item(|rest| parse_piece(rest, |raw| b.assignment(i, raw)))? {
+                    i += 1;
+                }
+            }
+        }
+    }
+    if !seen[1] {
+        return Err(SplitError);
+    }
+    doc.finish()?;
+    Ok(())
+}
+
 /// The desired state from what the document gave, or its problems.
-fn finish(parsed: Result<Builder<'_, '_>, RecordError>) -> Result<Desired, Problems> {
+fn finish(parsed: Result<Builder<'_>, RecordError>) -> Result<Desired, Problems> {
     match parsed {
         Ok(b) => b.finish(),
         Err(e) => {
@@ -89,7 +147,7 @@ fn finish(parsed: Result<Builder<'_, '_>, RecordError>) -> Result<Desired, Probl
 }
 
 /// What has been read so far.
-struct Builder<'a, 'f> {
+struct Builder<'f> {
     file: &'f str,
     file_ref: Arc<str>,
     /// Applications, sorted, and their positions.
@@ -105,7 +163,9 @@ struct Builder<'a, 'f> {
     /// Whether the `identities` list has been read: assignments met before
     /// it wait in `pending`.
     identities_read: bool,
-    pending: Vec<(usize, RawAssignment<'a>)>,
+    /// Owned: they outlive the text they were read from when it is read
+    /// in pieces.
+    pending: Vec<(usize, RawAssignment<'static>)>,
     /// Entitlements in the order met, by name.
     entitlements: FastMap<Box<str>, u32>,
     approvals: StrList,
@@ -117,7 +177,7 @@ struct Builder<'a, 'f> {
     bad: Vec<(usize, RecordError)>,
 }
 
-impl<'a, 'f> Builder<'a, 'f> {
+impl<'f> Builder<'f> {
     fn new(
         file: &'f str,
         apps: &'f [&'f str],
@@ -183,9 +243,9 @@ impl<'a, 'f> Builder<'a, 'f> {
         }
     }
 
-    fn assignment(&mut self, i: usize, raw: RawAssignment<'a>) {
+    fn assignment(&mut self, i: usize, raw: RawAssignment<'_>) {
         if !self.identities_read {
-            self.pending.push((i, raw));
+            self.pending.push((i, raw.into_owned()));
             return;
         }
         let at = format_args!("assignments[{i}]");
@@ -204,7 +264,7 @@ impl<'a, 'f> Builder<'a, 'f> {
         // Where the record is (`assignments[3]`), formatted only when an
         // error names it.
         at: fmt::Arguments<'_>,
-        raw: RawAssignment<'a>,
+        raw: RawAssignment<'_>,
         sha256: Sha256Digest,
     ) -> Result<(u32, Packed), RecordError> {
         let file = self.file;
@@ -403,18 +463,18 @@ const FIELDS: &[&str] = &["exported_at", "identities", "assignments"];
 
 /// The whole document: a map of [`FIELDS`] (unknown ones rejected, each at
 /// most once, `identities` required), read into a [`Builder`].
-struct Document<'a, 'f>(Builder<'a, 'f>);
+struct Document<'f>(Builder<'f>);
 
-impl<'a, 'f> DeserializeSeed<'a> for Document<'a, 'f> {
-    type Value = Builder<'a, 'f>;
+impl<'a, 'f> DeserializeSeed<'a> for Document<'f> {
+    type Value = Builder<'f>;
 
     fn deserialize<D: de::Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_struct("desired state", FIELDS, self)
     }
 }
 
-impl<'a, 'f> Visitor<'a> for Document<'a, 'f> {
-    type Value = Builder<'a, 'f>;
+impl<'a, 'f> Visitor<'a> for Document<'f> {
+    type Value = Builder<'f>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a desired-state document (a map with `identities` and `assignments`)")
@@ -435,13 +495,13 @@ impl<'a, 'f> Visitor<'a> for Document<'a, 'f> {
                 1 => {
                     map.next_value_seed(List::<RawIdentity, _>::new(
                         &mut b,
-                        |b: &mut Builder<'a, '_>, i, r| b.identity(i, r),
+                        |b: &mut Builder<'_>, i, r| b.identity(i, r),
                     ))?;
                     b.identities_read = true;
                 }
                 _ => map.next_value_seed(List::<RawAssignment<'a>, _>::new(
                     &mut b,
-                    |b: &mut Builder<'a, '_>, i, r| b.assignment(i, r),
+                    |b: &mut Builder<'_>, i, r| b.assignment(i, r),
                 ))?,
             }
         }
@@ -454,14 +514,14 @@ impl<'a, 'f> Visitor<'a> for Document<'a, 'f> {
 
 /// A list whose items are handed to the builder one by one, with their
 /// positions, as they are parsed.
-struct List<'b, 'a, 'f, T, F> {
-    builder: &'b mut Builder<'a, 'f>,
+struct List<'b, 'f, T, F> {
+    builder: &'b mut Builder<'f>,
     each: F,
     item: std::marker::PhantomData<T>,
 }
 
-impl<'b, 'a, 'f, T, F> List<'b, 'a, 'f, T, F> {
-    fn new(builder: &'b mut Builder<'a, 'f>, each: F) -> Self {
+impl<'b, 'f, T, F> List<'b, 'f, T, F> {
+    fn new(builder: &'b mut Builder<'f>, each: F) -> Self {
         List {
             builder,
             each,
@@ -470,10 +530,10 @@ impl<'b, 'a, 'f, T, F> List<'b, 'a, 'f, T, F> {
     }
 }
 
-impl<'a, T, F> DeserializeSeed<'a> for List<'_, 'a, '_, T, F>
+impl<'a, T, F> DeserializeSeed<'a> for List<'_, '_, T, F>
 where
     T: de::Deserialize<'a>,
-    F: FnMut(&mut Builder<'a, '_>, usize, T),
+    F: FnMut(&mut Builder<'_>, usize, T),
 {
     type Value = ();
 
@@ -482,10 +542,10 @@ where
     }
 }
 
-impl<'a, T, F> Visitor<'a> for List<'_, 'a, '_, T, F>
+impl<'a, T, F> Visitor<'a> for List<'_, '_, T, F>
 where
     T: de::Deserialize<'a>,
-    F: FnMut(&mut Builder<'a, '_>, usize, T),
+    F: FnMut(&mut Builder<'_>, usize, T),
 {
     type Value = ();
 
@@ -841,5 +901,205 @@ assignments:
         assert!(shown.contains(r#"{"id": "alice", "kind": 7"#), "{shown}");
         let shown = refused(&format!("{GOOD_JSON} x"));
         assert!(shown.contains("trailing characters"), "{shown}");
+    }
+
+    /// How a parse came out, to compare two parsers by.
+    fn outcome(parsed: Result<Desired, Problems>) -> String {
+        match parsed {
+            Ok(d) => format!("{:?} {:?}", d.identities, d.assignments.all().unwrap()),
+            Err(p) => format!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn reading_in_pieces_gives_what_the_stream_gives() {
+        let stream = parse_json_stream(
+            "desired.json",
+            GOOD_JSON.as_bytes(),
+            || Ok(GOOD_JSON.as_bytes()),
+            &apps(),
+        );
+        let pieces = parse_json_pieces("desired.json", GOOD_JSON.as_bytes(), &apps()).unwrap();
+        assert_eq!(outcome(pieces), outcome(stream));
+        // What fails to parse is left to the stream parser, which says where.
+        for bad in [
+            GOOD_JSON.replace("\"kind\": \"human\"", "\"kind\": 7"),
+            format!("{GOOD_JSON} x"),
+            GOOD_JSON.replacen('{', "[", 1),
+            GOOD_JSON.replace("\"identities\"", "\"people\""),
+            GOOD_JSON.replace("}},\n", "}}\n"),
+        ] {
+            assert!(parse_json_pieces("d.json", bad.as_bytes(), &apps()).is_none());
+        }
+    }
+
+    mod pieces {
+        use super::*;
+        use crate::ingest::json_split::tests::Trickle;
+        use proptest::prelude::*;
+
+        /// Text that JSON escapes, or that looks like its structure.
+        fn text() -> impl Strategy<Value = String> {
+            let bits = vec![
+                "a", "b", "\"", "\\", "]", "}", ",", ":", "é", "😀", "\n", " ", "{", "[",
+            ];
+            prop::collection::vec(prop::sample::select(bits), 0..5).prop_map(|v| v.concat())
+        }
+
+        fn ws() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                prop::sample::select(vec!["", " ", "\n", "\t", "\r\n"]),
+                0..3,
+            )
+            .prop_map(|v| v.concat())
+        }
+
+        /// An object of `fields` (key, JSON value) in order or reversed,
+        /// with whitespace around every token.
+        fn object(mut fields: Vec<(&str, String)>, reverse: bool, ws: &[String]) -> String {
+            if reverse {
+                fields.reverse();
+            }
+            let w = |i: usize| ws[i % ws.len()].as_str();
+            let members: Vec<String> = fields
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| format!("{}{k:?}{}:{}{v}{}", w(i), w(i + 1), w(i + 2), w(i + 3)))
+                .collect();
+            format!("{{{}{}}}", members.join(","), w(fields.len()))
+        }
+
+        fn json(s: &str) -> String {
+            serde_json::to_string(s).unwrap()
+        }
+
+        fn identity() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+            (
+                prop_oneof![Just("alice".to_owned()), Just("bob".to_owned()), text()],
+                prop::sample::select(vec!["human", "bot", "service_account"]),
+                prop::option::of(prop_oneof![Just("alice".to_owned()), text()]),
+                prop::option::of(text()),
+                prop::option::of(prop::sample::select(vec!["crm", "nope"])),
+            )
+                .prop_map(|(id, kind, owner, name, account)| {
+                    let mut f = vec![
+                        ("id", json(&id)),
+                        ("kind", json(kind)),
+                        ("status", json("active")),
+                    ];
+                    if let Some(o) = owner {
+                        f.push(("owner", json(&o)));
+                    }
+                    if let Some(n) = name {
+                        f.push(("display_name", json(&n)));
+                    }
+                    if let Some(a) = account {
+                        f.push(("accounts", format!("{{{}: \"x\"}}", json(a))));
+                    }
+                    f
+                })
+        }
+
+        fn assignment() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+            (
+                prop::sample::select(vec!["alice", "bob", "ghost"]),
+                prop::sample::select(vec!["crm", "crm", "nope"]),
+                prop_oneof![Just("admin".to_owned()), text()],
+                prop::sample::select(vec!["2026-01-01T00:00:00Z", "yesterday"]),
+                prop::option::of(prop::sample::select(vec![
+                    "2026-12-01T00:00:00Z",
+                    "2025-01-01T00:00:00Z",
+                ])),
+                prop::option::of(text()),
+            )
+                .prop_map(|(who, app, ent, granted, expires, approval)| {
+                    let mut f = vec![
+                        ("identity", json(who)),
+                        ("application", json(app)),
+                        ("entitlement", json(&ent)),
+                        ("granted_at", json(granted)),
+                    ];
+                    if let Some(e) = expires {
+                        f.push(("expires_at", json(e)));
+                    }
+                    if let Some(a) = approval {
+                        f.push(("approval", json(&a)));
+                    }
+                    f
+                })
+        }
+
+        prop_compose! {
+            /// A desired-state document: its top-level fields in any order,
+            /// records that are valid or not (but always of the right
+            /// types), any whitespace.
+            fn document()(
+                identities in prop::collection::vec((identity(), any::<bool>()), 0..5),
+                assignments in prop::option::of(prop::collection::vec((assignment(), any::<bool>()), 0..6)),
+                exported in prop::option::of(prop_oneof![Just("null".to_owned()), Just(json("2026-01-01T00:00:00Z")), Just(json("soon"))]),
+                order in prop::sample::select(vec![[0, 1, 2], [2, 1, 0], [1, 0, 2], [2, 0, 1]]),
+                ws in prop::collection::vec(ws(), 1..6),
+            ) -> String {
+                let list = |items: Vec<String>| format!("[{}{}]", ws[0], items.join(&format!("{},{}", ws[ws.len() - 1], ws[0])));
+                let ids = list(identities.into_iter().map(|(f, r)| object(f, r, &ws)).collect());
+                let mut fields = Vec::new();
+                for i in order {
+                    match i {
+                        0 => if let Some(e) = &exported { fields.push(("exported_at", e.clone())) },
+                        1 => fields.push(("identities", ids.clone())),
+                        _ => if let Some(a) = &assignments {
+                            fields.push(("assignments", list(a.iter().map(|(f, r)| object(f.clone(), *r, &ws)).collect())));
+                        },
+                    }
+                }
+                format!("{}{}{}", ws[0], object(fields, false, &ws), ws[ws.len() - 1])
+            }
+        }
+
+        fn stream(text: &str) -> Result<Desired, Problems> {
+            parse_json_stream("d.json", text.as_bytes(), || Ok(text.as_bytes()), &apps())
+        }
+
+        fn pieces(text: &str, step: usize) -> Option<Result<Desired, Problems>> {
+            let reader = Trickle {
+                data: text.as_bytes(),
+                step,
+            };
+            parse_json_pieces("d.json", reader, &apps())
+        }
+
+        proptest! {
+            #[test]
+            fn a_document_read_in_pieces_gives_what_the_stream_gives(
+                doc in document(),
+                step in prop_oneof![1usize..8, Just(usize::MAX)],
+            ) {
+                let read = pieces(&doc, step);
+                prop_assert!(read.is_some(), "{doc}");
+                prop_assert_eq!(outcome(read.unwrap()), outcome(stream(&doc)), "{}", doc);
+            }
+
+            #[test]
+            fn a_damaged_document_read_in_pieces_gives_what_the_stream_gives_or_nothing(
+                doc in document(),
+                at in any::<prop::sample::Index>(),
+                edit in prop::sample::select(vec!["", ",", "]", "}", "{", "[", "\"", ":", "\\", "x", "1", "null"]),
+                step in prop_oneof![1usize..8, Just(usize::MAX)],
+            ) {
+                // Delete one byte of the structure (or of a string's
+                // quotes), or put something in its place.
+                let mut bytes = doc.into_bytes();
+                let structural: Vec<usize> = (0..bytes.len())
+                    .filter(|&i| b"{}[],:\"".contains(&bytes[i]))
+                    .collect();
+                let i = structural[at.index(structural.len())];
+                bytes.splice(i..=i, edit.bytes());
+                let Ok(doc) = String::from_utf8(bytes) else { return Ok(()) };
+                match pieces(&doc, step) {
+                    Some(read) => prop_assert_eq!(outcome(read), outcome(stream(&doc)), "{}", doc),
+                    None => prop_assert!(stream(&doc).is_err(), "{}", doc),
+                }
+            }
+        }
     }
 }

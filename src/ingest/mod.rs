@@ -19,6 +19,7 @@ mod desired;
 pub mod digest;
 mod document;
 pub mod error;
+mod json_split;
 pub mod model;
 pub(crate) mod raw;
 mod scim;
@@ -270,13 +271,21 @@ fn read_desired(
         path: path.clone(),
         source,
     };
+    let open = || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 16, f));
     let mut hashing = digest::HashingReader::new(std::fs::File::open(&path).map_err(io)?);
-    let parsed = desired::parse_json_stream(
-        rel,
-        std::io::BufReader::with_capacity(1 << 16, &mut hashing),
-        || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 16, f)),
-        applications,
-    );
+    let parsed = match desired::parse_json_pieces(rel, &mut hashing, applications) {
+        Some(parsed) => parsed,
+        // It did not parse: read it again, more slowly, to say where.
+        None => {
+            hashing = digest::HashingReader::new(std::fs::File::open(&path).map_err(io)?);
+            desired::parse_json_stream(
+                rel,
+                std::io::BufReader::with_capacity(1 << 16, &mut hashing),
+                open,
+                applications,
+            )
+        }
+    };
     // The digest covers the whole file, read to its end.
     let digest = hashing.finish().map_err(io)?;
     Ok((parsed, digest))

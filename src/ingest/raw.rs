@@ -106,6 +106,21 @@ pub(crate) struct RawAssignment<'a> {
     pub(crate) approval: Option<Cow<'a, str>>,
 }
 
+impl RawAssignment<'_> {
+    /// The same assignment, holding its own strings.
+    pub(crate) fn into_owned(self) -> RawAssignment<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        RawAssignment {
+            identity: own(self.identity),
+            application: own(self.application),
+            entitlement: own(self.entitlement),
+            granted_at: own(self.granted_at),
+            expires_at: self.expires_at.map(own),
+            approval: self.approval.map(own),
+        }
+    }
+}
+
 /// `data` of `dev.syncproof.change.requested`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

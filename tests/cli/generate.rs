@@ -271,3 +271,31 @@ fn text_after_a_json_desired_state_is_refused() {
     );
     assert!(!pack.exists(), "a refused collection left a pack behind");
 }
+
+/// A JSON desired state that breaks in the middle is refused with the
+/// line and column where it breaks, and `check` reports nothing else.
+#[test]
+fn a_json_desired_state_broken_in_the_middle_is_named_where_it_breaks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = generate(tmp.path(), "w", 6);
+    let path = out.join("desired/governance.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("\"assignments\""))
+        .unwrap();
+    // Drop the comma after the tenth assignment.
+    let broken = start + 10;
+    let fixed = lines[broken].strip_suffix(',').unwrap().to_owned();
+    lines[broken] = &fixed;
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let assert = syncproof().arg("check").arg(&out).assert().code(2);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(err.contains("expected `,` or `]`"), "{err}");
+    assert!(
+        err.contains(&format!("desired/governance.json:{}:", broken + 2)),
+        "{err}"
+    );
+    assert!(err.contains("assignments"), "{err}");
+}
