@@ -626,6 +626,21 @@ impl std::io::Write for FailsAfter {
     }
 }
 
+/// A writer that takes at most 7 bytes per call.
+struct FewAtATime(Vec<u8>);
+
+impl std::io::Write for FewAtATime {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(7);
+        self.0.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[test]
 fn reports_rendered_to_a_writer_match_the_strings_and_writer_errors_are_reported() {
     use syncproof::evidence::render::{RenderError, Templates, HTML_TEMPLATE, MD_TEMPLATE};
@@ -637,9 +652,10 @@ fn reports_rendered_to_a_writer_match_the_strings_and_writer_errors_are_reported
     for name in [HTML_TEMPLATE, MD_TEMPLATE] {
         let whole = templates.render_one(name, &report).unwrap();
         assert!(whole.ends_with('\n') && whole.len() > 1000, "{name}");
-        let mut streamed = Vec::new();
+        // A writer that takes a few bytes per call gets the same text.
+        let mut streamed = FewAtATime(Vec::new());
         templates.render_to(name, &report, &mut streamed).unwrap();
-        assert_eq!(String::from_utf8(streamed).unwrap(), whole, "{name}");
+        assert_eq!(String::from_utf8(streamed.0).unwrap(), whole, "{name}");
         // A writer that fails part-way: its own error, naming the template.
         let mut failing = FailsAfter {
             budget: 100,
