@@ -255,8 +255,9 @@ fn collection_of(
 type DesiredOutcome = Result<desired::Desired, Problems>;
 
 /// Reads and parses the desired state, with the file's size and SHA-256.
-/// JSON is parsed as it is read (a governance export can be gigabytes, and
-/// its text is then never held); YAML is read whole.
+/// JSON is read in pieces, its text never held whole (a governance export
+/// can be gigabytes); one that does not parse is read again as a stream, to
+/// say where. YAML is read whole.
 fn read_desired(
     root: &Path,
     rel: &str,
