@@ -100,38 +100,20 @@ impl<R: Read> ObjectReader<R> {
             eof: false,
             state: State::Open,
         };
-        if r.skip_whitespace()? != Some(b'{') {
-            return Err(SplitError);
-        }
-        r.pos += 1;
+        r.expect(b'{')?;
         Ok(r)
     }
 
     /// The next key, with its colon read; `None` after the object's last
     /// value.
     pub(crate) fn next_key(&mut self) -> Result<Option<String>, SplitError> {
-        let first = self.skip_whitespace()?;
-        match (self.state, first) {
-            (State::Open | State::AfterValue, Some(b'}')) => {
-                self.pos += 1;
-                self.state = State::Closed;
-                return Ok(None);
-            }
-            (State::Open, Some(b'"')) => {}
-            (State::AfterValue, Some(b',')) => {
-                self.pos += 1;
-                if self.skip_whitespace()? != Some(b'"') {
-                    return Err(SplitError);
-                }
-            }
-            _ => return Err(SplitError),
+        if !self.next_member([State::Open, State::AfterValue], b'}', State::Closed)? {
+            return Ok(None);
         }
+        // A piece that is not a string fails to parse as one.
         let mut key = None;
         self.piece(|rest| parse_piece(rest, |k: String| key = Some(k)))?;
-        if self.skip_whitespace()? != Some(b':') {
-            return Err(SplitError);
-        }
-        self.pos += 1;
+        self.expect(b':')?;
         self.state = State::Value;
         key.map(Some).ok_or(SplitError)
     }
@@ -154,10 +136,10 @@ impl<R: Read> ObjectReader<R> {
     /// Starts reading the value after the last key as a list, item by item
     /// ([`ObjectReader::next_item`]).
     pub(crate) fn list(&mut self) -> Result<(), SplitError> {
-        if self.state != State::Value || self.skip_whitespace()? != Some(b'[') {
+        if self.state != State::Value {
             return Err(SplitError);
         }
-        self.pos += 1;
+        self.expect(b'[')?;
         self.state = State::ListOpen;
         Ok(())
     }
@@ -174,19 +156,8 @@ impl<R: Read> ObjectReader<R> {
         &mut self,
         parse: impl FnMut(&[u8]) -> Result<Parsed, SplitError>,
     ) -> Result<bool, SplitError> {
-        let first = self.skip_whitespace()?;
-        match (self.state, first) {
-            (State::ListOpen | State::AfterItem, Some(b']')) => {
-                self.pos += 1;
-                self.state = State::AfterValue;
-                return Ok(false);
-            }
-            (State::ListOpen, Some(_)) => {}
-            (State::AfterItem, Some(b',')) => {
-                self.pos += 1;
-                self.skip_whitespace()?;
-            }
-            _ => return Err(SplitError),
+        if !self.next_member([State::ListOpen, State::AfterItem], b']', State::AfterValue)? {
+            return Ok(false);
         }
         self.piece(parse)?;
         self.state = State::AfterItem;
@@ -200,6 +171,45 @@ impl<R: Read> ObjectReader<R> {
             return Err(SplitError);
         }
         Ok(self.reader)
+    }
+
+    /// Moves to the next member of the object or list being read, whose
+    /// states are `[before the first member, after a member]`: over the
+    /// comma before it, if it is not the first. At `close` instead, moves
+    /// past it to state `closed` and gives false.
+    fn next_member(
+        &mut self,
+        [first, after]: [State; 2],
+        close: u8,
+        closed: State,
+    ) -> Result<bool, SplitError> {
+        let next = self.skip_whitespace()?;
+        if self.state != first && self.state != after {
+            return Err(SplitError);
+        }
+        match next {
+            Some(b) if b == close => {
+                self.pos += 1;
+                self.state = closed;
+                Ok(false)
+            }
+            Some(b',') if self.state == after => {
+                self.pos += 1;
+                self.skip_whitespace()?;
+                Ok(true)
+            }
+            Some(_) if self.state == first => Ok(true),
+            _ => Err(SplitError),
+        }
+    }
+
+    /// Skips whitespace and reads `byte`.
+    fn expect(&mut self, byte: u8) -> Result<(), SplitError> {
+        if self.skip_whitespace()? != Some(byte) {
+            return Err(SplitError);
+        }
+        self.pos += 1;
+        Ok(())
     }
 
     /// Parses the value at `pos` with `parse`, reading more while the
