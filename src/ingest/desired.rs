@@ -102,13 +102,9 @@ pub(crate) fn parse_json_pieces<R: std::io::Read>(
 /// only that the document did not parse here.
 fn read_pieces<R: std::io::Read>(b: &mut Builder<'_>, reader: R) -> Result<(), SplitError> {
     let mut doc = ObjectReader::open(reader)?;
-    let mut seen = [false; 3];
+    let mut shape = Shape::default();
     while let Some(key) = doc.next_key()? {
-        let field = FIELDS.iter().position(|f| *f == key).ok_or(SplitError)?;
-        if std::mem::replace(&mut seen[field], true) {
-            return Err(SplitError);
-        }
-        match field {
+        match shape.field(&key).map_err(|_| SplitError)? {
             0 => doc.value(|rest| parse_piece(rest, |v| b.exported_at(v)))?,
             1 => {
                 doc.list()?;
@@ -127,7 +123,7 @@ fn read_pieces<R: std::io::Read>(b: &mut Builder<'_>, reader: R) -> Result<(), S
             }
         }
     }
-    if !seen[1] {
+    if !shape.complete() {
         return Err(SplitError);
     }
     doc.finish()?;
@@ -461,6 +457,41 @@ impl<'f> Builder<'f> {
 /// The fields of a desired-state document.
 const FIELDS: &[&str] = &["exported_at", "identities", "assignments"];
 
+/// The document's keys as they are met: each of [`FIELDS`] at most once,
+/// nothing else, and `identities` required. Both readers of a document,
+/// [`Document`] and [`read_pieces`], check its shape here.
+#[derive(Default)]
+struct Shape {
+    seen: [bool; FIELDS.len()],
+}
+
+/// What is wrong with a key.
+enum BadKey {
+    /// It is not one of [`FIELDS`].
+    Unknown,
+    /// It was met before.
+    Twice(&'static str),
+}
+
+impl Shape {
+    /// The position in [`FIELDS`] of `key`, met for the first time.
+    fn field(&mut self, key: &str) -> Result<usize, BadKey> {
+        let field = FIELDS
+            .iter()
+            .position(|f| *f == key)
+            .ok_or(BadKey::Unknown)?;
+        if std::mem::replace(&mut self.seen[field], true) {
+            return Err(BadKey::Twice(FIELDS[field]));
+        }
+        Ok(field)
+    }
+
+    /// Whether the required `identities` was met.
+    fn complete(&self) -> bool {
+        self.seen[1]
+    }
+}
+
 /// The whole document: a map of [`FIELDS`] (unknown ones rejected, each at
 /// most once, `identities` required), read into a [`Builder`].
 struct Document<'f>(Builder<'f>);
@@ -482,14 +513,12 @@ impl<'a, 'f> Visitor<'a> for Document<'f> {
 
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut b = self.0;
-        let mut seen = [false; 3];
+        let mut shape = Shape::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'a, str>>()? {
-            let Some(field) = FIELDS.iter().position(|f| *f == key) else {
-                return Err(de::Error::unknown_field(&key, FIELDS));
-            };
-            if std::mem::replace(&mut seen[field], true) {
-                return Err(de::Error::duplicate_field(FIELDS[field]));
-            }
+            let field = shape.field(&key).map_err(|bad| match bad {
+                BadKey::Unknown => de::Error::unknown_field(&key, FIELDS),
+                BadKey::Twice(name) => de::Error::duplicate_field(name),
+            })?;
             match field {
                 0 => b.exported_at(map.next_value()?),
                 1 => {
@@ -505,7 +534,7 @@ impl<'a, 'f> Visitor<'a> for Document<'f> {
                 ))?,
             }
         }
-        if !seen[1] {
+        if !shape.complete() {
             return Err(de::Error::missing_field("identities"));
         }
         Ok(b)
