@@ -234,9 +234,9 @@ pub(crate) struct Lifecycles {
 }
 
 impl Lifecycles {
-    /// A fresh accumulator for `--as-of` and the collection's applications.
-    /// Empty lifecycles at `as_of`, with change events spread over
-    /// `buckets` buckets (see [`bucket_count`]).
+    /// A fresh accumulator for `--as-of` and the collection's applications,
+    /// with change events spread over `buckets` buckets (see
+    /// [`bucket_count`]).
     pub(crate) fn new(
         as_of: Timestamp,
         app_connector: FastMap<String, String>,
