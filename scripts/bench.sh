@@ -37,7 +37,7 @@ for w in "${workloads[@]}"; do
     set -e
     read -r wall rss_kb < <(tail -n 1 "$dir/$name.$cmd.time")
     subjects=$(python3 -c "import json,sys; d=json.load(open('$dir/$name.check.out')); print(sum(d['subjects'].values()))" 2>/dev/null || echo 0)
-    cedar=$(sed -n 's/.*inside Cedar is_authorized *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
+    cedar=$(sed -n 's/.*inside Cedar.s authorizer *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
     # Reconciliation and evaluation run fused, one application at a time, so
     # the policy stage is the CPU time spent evaluating (summed over
     # threads) spread over the cores.
@@ -70,14 +70,14 @@ lines_s = float(floors.get("jsonl_lines_per_s", 0))
 print(f"$name ratio: ingest+reconcile {events/recon:,.0f} events/s = {events/recon/lines_s:.2f}x serde_json-alone ({lines_s:,.0f} lines/s, 1 core)")
 import json
 subjects = sum(json.load(open(sys.argv[1].replace(".err", ".out")))["subjects"].values())
-m = re.search(r"inside Cedar is_authorized\s+([0-9.]+) s", err)
+m = re.search(r"inside Cedar's authorizer\s+([0-9.]+) s", err)
 cedar = float(m.group(1)) if m else 0.0
-for label, key in [("whole set (naive)", "cedar_naive_per_s"), ("per-action sets", "cedar_per_action_per_s"), ("sliced sets (what syncproof runs)", "cedar_sliced_per_s")]:
+for label, key in [("whole set (naive)", "cedar_naive_per_s"), ("per-action sets", "cedar_per_action_per_s"), ("sliced sets", "cedar_sliced_per_s"), ("sliced sets through the core authorizer (what syncproof runs)", "cedar_direct_per_s")]:
     floor = float(floors.get(key, 0)) * 2
     if floor:
         print(f"$name ratio: policy stage {subjects/policy:,.0f} subjects/s = {subjects/policy/floor:.2f}x bare Cedar on {label} ({floor:,.0f}/s on 2 cores)")
-print(f"$name policy stage CPU: {cedar:.1f} s inside is_authorized, {max(cores*policy-cedar,0):.1f} s outside it (of {cores*policy:.1f} s evaluating)")
+print(f"$name policy stage CPU: {cedar:.1f} s inside Cedar's authorizer, {max(cores*policy-cedar,0):.1f} s outside it (of {cores*policy:.1f} s evaluating)")
 total = t("total")
-print(f"$name whole run: {cedar:.1f} s CPU inside is_authorized; wall {total:.1f} s on {cores} cores")
+print(f"$name whole run: {cedar:.1f} s CPU inside Cedar's authorizer; wall {total:.1f} s on {cores} cores")
 PY
 done

@@ -3,7 +3,7 @@
 //! A spinner naming the current phase is shown only when stderr is a terminal
 //! and the `CI` environment variable is unset; CI logs and pipes stay quiet.
 //! `--timings` prints how long each phase took, and how much of the policy
-//! phase was spent inside Cedar's `is_authorized`, and the peak resident
+//! phase was spent inside Cedar's authorizer, and the peak resident
 //! memory at the end of each phase (on Linux).
 
 use std::io::IsTerminal;
@@ -118,7 +118,7 @@ impl Progress {
         if let Some((evaluating, cedar)) = cpu {
             for (label, d) in [
                 ("  evaluating policies", evaluating),
-                ("    of which inside Cedar is_authorized", cedar),
+                ("    of which inside Cedar's authorizer", cedar),
             ] {
                 lines.push(format!(
                     "  {label:<40} {:>10.3} s (summed over threads)",

@@ -1,11 +1,11 @@
 //! Reconciled facts → Cedar entities and requests → decisions → findings.
 //!
 //! Every subject (change, grant, assignment, account, connector, snapshot) is
-//! one Cedar request, decided by the `Authorizer` against every policy whose
-//! action scope can apply to it, less those a false leading context guard
-//! rules out ([`super::slice`]: that changes no decision, determining policy
-//! or error). On `Deny`, each determining forbid policy
-//! becomes a finding. Entity stores are built per partition — one per
+//! one Cedar request, decided by Cedar's authorizer (called directly:
+//! [`super::authorize`]) against every policy whose action scope can apply
+//! to it, less those a false leading context guard rules out
+//! ([`super::slice`]: that changes no decision, determining policy or
+//! error). On `Deny`, each determining forbid policy becomes a finding. Entity stores are built per partition — one per
 //! application, plus one for the connectors — and dropped after use, so memory
 //! follows the largest application rather than the whole collection.
 //! Partitions are evaluated in parallel; findings are sorted afterwards, so
@@ -15,11 +15,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    PolicySet, Request, RestrictedExpression,
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
+    RestrictedExpression,
 };
 use rayon::prelude::*;
 
+use super::authorize::{Decider, Literal, Query, Uid};
 use super::findings::{Evaluation, Finding, PolicyTally, Subject, SubjectKind};
 use super::pack::{CompiledPack, NAMESPACE};
 use super::slice::{GuardValue, Slice};
@@ -106,11 +107,11 @@ pub(super) enum Val {
 }
 
 impl Val {
-    fn cedar(&self) -> RestrictedExpression {
+    fn literal(&self) -> Literal<'_> {
         match self {
-            Val::Str(s) => RestrictedExpression::new_string(s.clone()),
-            Val::Long(n) => RestrictedExpression::new_long(*n),
-            Val::Bool(b) => RestrictedExpression::new_bool(*b),
+            Val::Str(s) => Literal::Str(s),
+            Val::Long(n) => Literal::Long(*n),
+            Val::Bool(b) => Literal::Bool(*b),
         }
     }
 
@@ -184,8 +185,8 @@ enum Src<'a> {
 /// One request to make.
 struct Req<'a> {
     kind: SubjectKind,
-    principal: EntityUid,
-    resource: EntityUid,
+    principal: Uid,
+    resource: Uid,
     context: Vec<(&'static str, Val)>,
     src: Src<'a>,
     tier: &'a str,
@@ -739,13 +740,15 @@ impl Env<'_> {
         );
         // Each entitlement's uid, built once: grants and assignments of a
         // partition name a few entitlements many times.
-        let mut entitlement_uids: FastMap<&str, EntityUid> = FastMap::default();
+        let mut entitlement_uids: FastMap<&str, Uid> = FastMap::default();
         let mut entitlement_uid = |name: &'a str| {
             entitlement_uids
                 .entry(name)
-                .or_insert_with(|| t.uid(&t.entitlement, &format!("{app}/{name}")))
+                .or_insert_with(|| t.uid(&t.entitlement, &format!("{app}/{name}")).into())
                 .clone()
         };
+        // The application's uid as requests name it (shared, not copied).
+        let app_req_uid = Uid::from(app_uid.clone());
 
         let reads = |kind| self.store_kinds.contains(&kind);
         let (changes, grants, assignments, accounts, snapshot) = (
@@ -759,7 +762,7 @@ impl Env<'_> {
             if changes && self.identity_entities && seen_identities.insert(&c.identity) {
                 entities.push(self.identity_entity(&c.identity)?);
             }
-            reqs.push(change_req(t, c, &app_uid, tier));
+            reqs.push(change_req(t, c, &app_req_uid, tier));
         }
         for g in &part.grants {
             let Some(identity) = g.identity.as_deref() else {
@@ -793,7 +796,7 @@ impl Env<'_> {
             if accounts {
                 entities.push(self.member_entity(&t.account, app, &a.account, tier)?);
             }
-            reqs.push(account_req(t, a, &app_uid, tier));
+            reqs.push(account_req(t, a, &app_req_uid, tier));
         }
         if let Some((s, evidence)) = &part.snapshot {
             let snap_uid = t.uid(&t.snapshot, app);
@@ -820,8 +823,8 @@ impl Env<'_> {
             }
             reqs.push(Req {
                 kind: SubjectKind::Snapshot,
-                principal: app_uid.clone(),
-                resource: snap_uid,
+                principal: app_req_uid.clone(),
+                resource: snap_uid.into(),
                 context: vec![("age_ms", Val::Long(s.age.as_millis()))],
                 src: Src::Snapshot(s, evidence.clone()),
                 tier,
@@ -861,8 +864,8 @@ impl Env<'_> {
             let since_error = c.last_error_at.map(|e| Span::between(&e, &self.r.as_of));
             reqs.push(Req {
                 kind: SubjectKind::Connector,
-                principal: uid.clone(),
-                resource: uid,
+                principal: uid.clone().into(),
+                resource: uid.into(),
                 context: vec![
                     ("seen", Val::Bool(c.last_seen.is_some())),
                     ("silence_ms", Val::Long(ms(c.silence))),
@@ -883,23 +886,31 @@ impl Env<'_> {
     }
 
     fn decide(&self, reqs: Vec<Req<'_>>, store: &Entities) -> Result<PartResult, EvaluateError> {
-        let authorizer = Authorizer::new();
+        let decider = Decider::default();
         let mut out = PartResult::default();
         let empty = PolicySet::new();
-        let actions: BTreeMap<SubjectKind, EntityUid> = SubjectKind::ALL
+        let actions: BTreeMap<SubjectKind, Uid> = SubjectKind::ALL
             .iter()
-            .map(|k| (*k, self.types.uid(&self.types.action, k.as_str())))
+            .map(|k| (*k, self.types.uid(&self.types.action, k.as_str()).into()))
             .collect();
         for req in reqs {
             let slice = self.policies_for(&req);
             let policies = slice.map_or(&empty, |s| &s.policies);
-            let action = actions
-                .get(&req.kind)
-                .cloned()
-                .unwrap_or_else(|| self.types.uid(&self.types.action, req.kind.as_str()));
-            let request = self.request(&req, action, slice)?;
+            let action = match actions.get(&req.kind) {
+                Some(a) => a.clone(),
+                None => self.types.uid(&self.types.action, req.kind.as_str()).into(),
+            };
+            let query = Query::new(
+                &req.principal,
+                &action,
+                &req.resource,
+                self.context(&req, slice),
+            )
+            .map_err(|e| cedar_err("context", e))?;
             let started = std::time::Instant::now();
-            let response = authorizer.is_authorized(&request, policies, store);
+            let answer = decider
+                .decide(query, policies, store)
+                .map_err(|e| cedar_err("decision", e))?;
             out.cedar_time += started.elapsed();
             *out.subjects.entry(req.kind).or_default() += 1;
             if self.subjects.is_some() {
@@ -907,24 +918,18 @@ impl Env<'_> {
                     .list_mut(req.kind)
                     .push_with(|s| write_subject_id(s, &req));
             }
-            for e in response.diagnostics().errors() {
-                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+            for e in answer.errors() {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = &e;
                 out.errors
                     .push((pe.policy_id().to_string(), subject_id(&req), e.to_string()));
             }
-            if response.decision() != Decision::Deny {
+            if !answer.deny() {
                 continue;
             }
-            let mut reasons: Vec<String> = response
-                .diagnostics()
-                .reason()
-                .map(|id| id.to_string())
-                .collect();
+            let reasons = answer.reasons();
             if reasons.is_empty() {
                 continue;
             }
-            // Cedar documents reasons as unordered.
-            reasons.sort();
             let subject = self.subject(&req);
             let facts = self
                 .pack
@@ -985,14 +990,42 @@ impl Env<'_> {
         Some(slices.select(|name| guard_value(&req.context, name)))
     }
 
-    /// The Cedar request for `req`, with only the context fields some policy
-    /// of `slice` reads (without a slice: of its action).
-    fn request(
+    /// The `cedar_policy` request for `req`, with only the context fields
+    /// some policy of `slice` reads (without a slice: of its action): what
+    /// [`Decider::decide`] is given, in the public API's form (for the
+    /// benchmark floor and the equivalence tests).
+    fn api_request(
         &self,
         req: &Req<'_>,
         action: EntityUid,
         slice: Option<&Slice>,
     ) -> Result<Request, EvaluateError> {
+        let context = Context::from_pairs(self.context(req, slice).map(|(k, v)| {
+            let v = match v {
+                Literal::Str(s) => RestrictedExpression::new_string(s.to_owned()),
+                Literal::Long(n) => RestrictedExpression::new_long(n),
+                Literal::Bool(b) => RestrictedExpression::new_bool(b),
+            };
+            (k.to_owned(), v)
+        }))
+        .map_err(|e| cedar_err("context", e))?;
+        Request::new(
+            req.principal.to_api(),
+            action,
+            req.resource.to_api(),
+            context,
+            None,
+        )
+        .map_err(|e| cedar_err("request", e))
+    }
+
+    /// The context fields of `req` that the policies of `slice` read
+    /// (without a slice: its action's policies).
+    fn context<'r>(
+        &'r self,
+        req: &'r Req<'_>,
+        slice: Option<&'r Slice>,
+    ) -> impl Iterator<Item = (&'r str, Literal<'r>)> + 'r {
         let wanted = match slice {
             Some(s) => s.context_fields.as_ref(),
             None => self
@@ -1001,26 +1034,10 @@ impl Env<'_> {
                 .get(&req.kind)
                 .and_then(Option::as_ref),
         };
-        let mut fields = req
-            .context
+        req.context
             .iter()
-            .filter(|(k, _)| wanted.is_none_or(|w| w.contains(*k)))
-            .peekable();
-        // Most requests (compliant accounts and assignments) read no field.
-        let context = if fields.peek().is_none() {
-            Context::empty()
-        } else {
-            Context::from_pairs(fields.map(|(k, v)| ((*k).to_owned(), v.cedar())))
-                .map_err(|e| cedar_err("context", e))?
-        };
-        Request::new(
-            req.principal.clone(),
-            action,
-            req.resource.clone(),
-            context,
-            None,
-        )
-        .map_err(|e| cedar_err("request", e))
+            .filter(move |(k, _)| wanted.is_none_or(|w| w.contains(*k)))
+            .map(|(k, v)| (*k, v.literal()))
     }
 
     fn identity_kind(&self, id: Option<&str>) -> Option<String> {
@@ -1272,10 +1289,10 @@ fn facts(req: &Req<'_>, targets: &TierTargets, subject: &Subject) -> String {
     }
 }
 
-fn change_req<'a>(t: &Types, c: &'a Change, app_uid: &EntityUid, tier: &'a str) -> Req<'a> {
+fn change_req<'a>(t: &Types, c: &'a Change, app_uid: &Uid, tier: &'a str) -> Req<'a> {
     Req {
         kind: SubjectKind::Change,
-        principal: t.uid(&t.identity, &c.identity),
+        principal: t.uid(&t.identity, &c.identity).into(),
         resource: app_uid.clone(),
         context: vec![
             ("key", Val::Str(c.key.clone())),
@@ -1302,12 +1319,12 @@ fn grant_req<'a>(
     t: &Types,
     g: &'a Grant,
     identity: &'a str,
-    resource: EntityUid,
+    resource: Uid,
     tier: &'a str,
 ) -> Req<'a> {
     Req {
         kind: SubjectKind::Grant,
-        principal: t.uid(&t.identity, identity),
+        principal: t.uid(&t.identity, identity).into(),
         resource,
         context: vec![
             ("account", Val::Str(g.account.clone())),
@@ -1328,15 +1345,10 @@ fn grant_req<'a>(
 }
 
 /// The request for assignment `a`, whose entitlement's uid is `resource`.
-fn assignment_req<'a>(
-    t: &Types,
-    a: &'a AssignmentState,
-    resource: EntityUid,
-    tier: &'a str,
-) -> Req<'a> {
+fn assignment_req<'a>(t: &Types, a: &'a AssignmentState, resource: Uid, tier: &'a str) -> Req<'a> {
     Req {
         kind: SubjectKind::Assignment,
-        principal: t.uid(&t.identity, &a.identity),
+        principal: t.uid(&t.identity, &a.identity).into(),
         resource,
         context: vec![
             ("status", Val::Str(a.status.as_str().to_owned())),
@@ -1347,10 +1359,12 @@ fn assignment_req<'a>(
     }
 }
 
-fn account_req<'a>(t: &Types, a: &'a AccountState, app_uid: &EntityUid, tier: &'a str) -> Req<'a> {
+fn account_req<'a>(t: &Types, a: &'a AccountState, app_uid: &Uid, tier: &'a str) -> Req<'a> {
     Req {
         kind: SubjectKind::Account,
-        principal: t.uid(&t.account, &format!("{}/{}", a.application, a.account)),
+        principal: t
+            .uid(&t.account, &format!("{}/{}", a.application, a.account))
+            .into(),
         resource: app_uid.clone(),
         context: vec![
             ("orphan", Val::Bool(a.identity.is_none())),
@@ -1367,7 +1381,9 @@ fn account_req<'a>(t: &Types, a: &'a AccountState, app_uid: &EntityUid, tier: &'
 /// partition are built once, then decided `rounds` times on one thread —
 /// against the whole policy set (what a naive integration does), against the
 /// per-action sets, and against the guard-sliced sets syncproof uses, the
-/// three taking turns each round.
+/// three taking turns each round; and, in the same rounds, the sliced sets
+/// decided as `evaluate` decides them, by [`Decider`] (which builds each
+/// request's context from its literals as part of the call).
 #[doc(hidden)]
 pub fn cedar_floor(
     r: &Reconciled,
@@ -1401,9 +1417,18 @@ pub fn cedar_floor(
     });
     // The variants take turns, round by round, so a noisy machine slows
     // them alike.
-    let mut elapsed = [std::time::Duration::ZERO; 3];
+    let decider = Decider::default();
+    let mut elapsed = [std::time::Duration::ZERO; 4];
     let mut n = 0u64;
     for _ in 0..rounds {
+        let started = std::time::Instant::now();
+        for b in &built {
+            let context = b.context.iter().map(|(k, v)| (*k, v.literal()));
+            if let Ok(query) = Query::new(&b.principal, &b.action, &b.resource, context) {
+                let _ = decider.decide(query, b.slice, &store);
+            }
+        }
+        elapsed[3] += started.elapsed();
         for (i, sets) in variants.iter().enumerate() {
             let started = std::time::Instant::now();
             for b in &built {
@@ -1425,6 +1450,7 @@ pub fn cedar_floor(
         naive_per_second: rate(0),
         per_action_per_second: rate(1),
         sliced_per_second: rate(2),
+        direct_per_second: rate(3),
         policies_per_request: averages,
     })
 }
@@ -1436,6 +1462,11 @@ struct Built<'a> {
     full: Request,
     /// With the fields its slice's policies read.
     sliced: Request,
+    /// The sliced request as [`Decider`] takes it.
+    principal: Uid,
+    action: Uid,
+    resource: Uid,
+    context: Vec<(&'static str, Val)>,
     /// Its slice's policies.
     slice: &'a PolicySet,
 }
@@ -1476,6 +1507,9 @@ pub struct CedarFloor {
     /// Rate against the guard-sliced policy sets (what `evaluate` uses), one
     /// thread.
     pub sliced_per_second: f64,
+    /// Rate against the guard-sliced policy sets through [`Decider`] (what
+    /// `evaluate` does), one thread.
+    pub direct_per_second: f64,
     /// Average policies per request: whole set, per-action, sliced.
     pub policies_per_request: [f64; 3],
 }
@@ -1494,12 +1528,22 @@ impl Env<'_> {
         for req in &reqs {
             let action = self.types.uid(&self.types.action, req.kind.as_str());
             let slice = self.policies_for(req);
-            let sliced = self.request(req, action.clone(), slice)?;
-            let full = self.request(req, action, None)?;
+            let sliced = self.api_request(req, action.clone(), slice)?;
+            let full = self.api_request(req, action.clone(), None)?;
+            let wanted: BTreeSet<&str> = self.context(req, slice).map(|(k, _)| k).collect();
             out.push(Built {
                 kind: req.kind,
                 full,
                 sliced,
+                principal: req.principal.clone(),
+                action: action.into(),
+                resource: req.resource.clone(),
+                context: req
+                    .context
+                    .iter()
+                    .filter(|(k, _)| wanted.contains(k))
+                    .cloned()
+                    .collect(),
                 slice: slice.map_or(empty, |s| &s.policies),
             });
         }
@@ -1512,7 +1556,7 @@ impl Env<'_> {
 #[cfg(test)]
 pub(super) mod probe {
     use super::*;
-    use cedar_policy::Response;
+    use cedar_policy::{Decision, Response};
 
     /// What Cedar said: the decision, the determining policies and the
     /// errors (policy and message), each sorted.
@@ -1525,16 +1569,14 @@ pub(super) mod probe {
             .map(ToString::to_string)
             .collect();
         reasons.sort();
-        let mut errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(|e| {
-                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
-                format!("{}: {e}", pe.policy_id())
-            })
-            .collect();
+        let mut errors: Vec<String> = response.diagnostics().errors().map(error_line).collect();
         errors.sort();
         (response.decision(), reasons, errors)
+    }
+
+    fn error_line(e: &cedar_policy::AuthorizationError) -> String {
+        let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+        format!("{}: {e}", pe.policy_id())
     }
 
     /// One request decided three ways.
@@ -1545,6 +1587,9 @@ pub(super) mod probe {
         pub(crate) kind: SubjectKind,
         /// Against the sliced set, the per-action set and the whole set.
         pub(crate) outcomes: [Outcome; 3],
+        /// Against the sliced set, by [`Decider`] (what `evaluate` does),
+        /// read back as `Response` reads an answer.
+        pub(crate) direct: Outcome,
         /// The policies in the sliced set.
         pub(crate) sliced: Vec<String>,
         /// Whether the request had a guard key (else: the full set).
@@ -1556,8 +1601,8 @@ pub(super) mod probe {
             let authorizer = Authorizer::new();
             let action = self.types.uid(&self.types.action, req.kind.as_str());
             let slice = self.policies_for(req);
-            let sliced_request = self.request(req, action.clone(), slice)?;
-            let request = self.request(req, action, None)?;
+            let sliced_request = self.api_request(req, action.clone(), slice)?;
+            let request = self.api_request(req, action, None)?;
             let empty = PolicySet::new();
             let sliced = slice.map_or(&empty, |s| &s.policies);
             let per_action = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
@@ -1566,6 +1611,27 @@ pub(super) mod probe {
             };
             let mut names: Vec<String> = sliced.policies().map(|p| p.id().to_string()).collect();
             names.sort();
+            let query = Query::new(
+                &req.principal,
+                &Uid::from(self.types.uid(&self.types.action, req.kind.as_str())),
+                &req.resource,
+                self.context(req, slice),
+            )
+            .map_err(|e| cedar_err("context", e))?;
+            let answer = Decider::default()
+                .decide(query, sliced, store)
+                .map_err(|e| cedar_err("decision", e))?;
+            let mut errors: Vec<String> = answer.errors().map(|e| error_line(&e)).collect();
+            errors.sort();
+            let direct = (
+                if answer.deny() {
+                    Decision::Deny
+                } else {
+                    Decision::Allow
+                },
+                answer.reasons(),
+                errors,
+            );
             Ok(Probe {
                 subject: subject_id(req),
                 kind: req.kind,
@@ -1574,6 +1640,7 @@ pub(super) mod probe {
                     decide(&request, per_action),
                     decide(&request, &self.pack.policies),
                 ],
+                direct,
                 sliced: names,
                 keyed: self
                     .pack

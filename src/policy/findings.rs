@@ -238,7 +238,8 @@ pub struct Evaluation {
     /// only when asked: JUnit lists passing subjects too).
     #[serde(skip)]
     pub evaluated: super::subjects::SubjectLists,
-    /// Time spent inside Cedar's `is_authorized`, summed over threads (for
+    /// Time spent inside Cedar's authorizer (`is_authorized_core`, the
+    /// evaluation `is_authorized` wraps), summed over threads (for
     /// `--timings`; never written to an output).
     #[serde(skip)]
     pub cedar_time: std::time::Duration,

@@ -4,6 +4,7 @@
 //! The rules live in Cedar (`policies/`), not in Rust: this module only turns
 //! facts into requests and decisions into findings.
 
+mod authorize;
 pub mod controls;
 mod evaluate;
 pub mod exceptions;

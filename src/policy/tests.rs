@@ -692,6 +692,7 @@ fn assert_equivalent(p: &probe::Probe) {
     let [sliced, per_action, whole] = &p.outcomes;
     assert_eq!(sliced, per_action, "{} ({:?})", p.subject, p.kind);
     assert_eq!(sliced, whole, "{} ({:?})", p.subject, p.kind);
+    assert_eq!(&p.direct, sliced, "{} ({:?})", p.subject, p.kind);
 }
 
 #[test]
@@ -902,6 +903,7 @@ proptest! {
             let [sliced, per_action, whole] = &p.outcomes;
             prop_assert_eq!(sliced, per_action, "{:?} {:?}", kind, ctx);
             prop_assert_eq!(sliced, whole, "{:?} {:?}", kind, ctx);
+            prop_assert_eq!(&p.direct, sliced, "{:?} {:?}", kind, ctx);
         }
     }
 }

@@ -336,7 +336,7 @@ fn timings_name_every_phase_on_stderr_and_leave_stdout_alone() {
             "reading desired state and sync logs",
             "reconciling and evaluating applications",
             "evaluating policies",
-            "of which inside Cedar is_authorized",
+            "of which inside Cedar's authorizer",
             "summed over threads",
             "total",
         ],
