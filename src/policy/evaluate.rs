@@ -11,6 +11,7 @@
 //! Partitions are evaluated in parallel; findings are sorted afterwards, so
 //! the output does not depend on thread scheduling.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
@@ -95,18 +96,19 @@ pub enum EvaluateError {
 }
 
 /// A context value: turned into a Cedar value for every request, and into
-/// JSON only for findings.
+/// JSON only for findings. Strings borrow from the reconciled record (or are
+/// constants), so building a request copies none.
 #[derive(Clone, Debug)]
-pub(super) enum Val {
+pub(super) enum Val<'a> {
     /// A string.
-    Str(String),
+    Str(Cow<'a, str>),
     /// A long.
     Long(i64),
     /// A boolean.
     Bool(bool),
 }
 
-impl Val {
+impl Val<'_> {
     fn literal(&self) -> Literal<'_> {
         match self {
             Val::Str(s) => Literal::Str(s),
@@ -117,7 +119,7 @@ impl Val {
 
     fn json(&self) -> serde_json::Value {
         match self {
-            Val::Str(s) => serde_json::Value::String(s.clone()),
+            Val::Str(s) => serde_json::Value::String(s.to_string()),
             Val::Long(n) => serde_json::Value::from(*n),
             Val::Bool(b) => serde_json::Value::Bool(*b),
         }
@@ -187,7 +189,7 @@ struct Req<'a> {
     kind: SubjectKind,
     principal: Uid,
     resource: Uid,
-    context: Vec<(&'static str, Val)>,
+    context: Vec<(&'static str, Val<'a>)>,
     src: Src<'a>,
     tier: &'a str,
 }
@@ -1135,7 +1137,7 @@ fn write_subject_id(out: &mut String, req: &Req<'_>) {
 
 /// The value the request builder supplied for a context field, as the
 /// guard key reads it.
-fn guard_value<'v>(context: &'v [(&'static str, Val)], name: &str) -> Option<GuardValue<'v>> {
+fn guard_value<'v>(context: &'v [(&'static str, Val<'_>)], name: &str) -> Option<GuardValue<'v>> {
     context
         .iter()
         .find(|(k, _)| *k == name)
@@ -1295,14 +1297,14 @@ fn change_req<'a>(t: &Types, c: &'a Change, app_uid: &Uid, tier: &'a str) -> Req
         principal: t.uid(&t.identity, &c.identity).into(),
         resource: app_uid.clone(),
         context: vec![
-            ("key", Val::Str(c.key.clone())),
-            ("operation", Val::Str(c.operation.as_str().to_owned())),
+            ("key", Val::Str(Cow::Borrowed(&c.key))),
+            ("operation", Val::Str(Cow::Borrowed(c.operation.as_str()))),
             ("removal", Val::Bool(c.operation.is_removal())),
             (
                 "entitlement",
-                Val::Str(c.entitlement.as_deref().unwrap_or_default().to_owned()),
+                Val::Str(Cow::Borrowed(c.entitlement.as_deref().unwrap_or_default())),
             ),
-            ("status", Val::Str(c.status.as_str().to_owned())),
+            ("status", Val::Str(Cow::Borrowed(c.status.as_str()))),
             ("confirmed", Val::Bool(c.status == ChangeStatus::Confirmed)),
             ("latency_ms", Val::Long(ms(c.latency))),
             ("pending_ms", Val::Long(ms(c.pending_for))),
@@ -1327,8 +1329,8 @@ fn grant_req<'a>(
         principal: t.uid(&t.identity, identity).into(),
         resource,
         context: vec![
-            ("account", Val::Str(g.account.clone())),
-            ("status", Val::Str(g.status.as_str().to_owned())),
+            ("account", Val::Str(Cow::Borrowed(&g.account))),
+            ("status", Val::Str(Cow::Borrowed(g.status.as_str()))),
             (
                 "desired",
                 Val::Bool(g.status == crate::reconcile::model::GrantStatus::Desired),
@@ -1351,7 +1353,7 @@ fn assignment_req<'a>(t: &Types, a: &'a AssignmentState, resource: Uid, tier: &'
         principal: t.uid(&t.identity, &a.identity).into(),
         resource,
         context: vec![
-            ("status", Val::Str(a.status.as_str().to_owned())),
+            ("status", Val::Str(Cow::Borrowed(a.status.as_str()))),
             ("explained", Val::Bool(a.change.is_some())),
         ],
         src: Src::Assignment(a),
@@ -1466,7 +1468,7 @@ struct Built<'a> {
     principal: Uid,
     action: Uid,
     resource: Uid,
-    context: Vec<(&'static str, Val)>,
+    context: Vec<(&'static str, Val<'a>)>,
     /// Its slice's policies.
     slice: &'a PolicySet,
 }
@@ -1678,7 +1680,7 @@ pub(super) mod probe {
         r: &Reconciled,
         pack: &CompiledPack,
         kind: SubjectKind,
-        context: Vec<(&'static str, Val)>,
+        context: Vec<(&'static str, Val<'static>)>,
     ) -> Result<Option<Probe>, EvaluateError> {
         let env = Env::new(r, pack, false)?;
         let mut found = None;

@@ -835,15 +835,15 @@ fn shape(kind: SubjectKind) -> &'static [(&'static str, Ty)] {
     }
 }
 
-fn value(ty: Ty) -> BoxedStrategy<Val> {
+fn value(ty: Ty) -> BoxedStrategy<Val<'static>> {
     match ty {
         Ty::S => prop_oneof![
             4 => prop::sample::select(vec![
                 "failed", "pending", "confirmed", "expired_still_effective", "not_revoked",
                 "unauthorized", "desired", "missed_event", "provisioned", "x", "",
             ])
-            .prop_map(|s| Val::Str(s.to_owned())),
-            1 => "[a-z_]{0,12}".prop_map(Val::Str),
+            .prop_map(|s| Val::Str(s.into())),
+            1 => "[a-z_]{0,12}".prop_map(|s| Val::Str(s.into())),
         ]
         .boxed(),
         Ty::B => any::<bool>().prop_map(Val::Bool).boxed(),
@@ -857,7 +857,7 @@ fn value(ty: Ty) -> BoxedStrategy<Val> {
 
 /// A context of `kind`: mostly well-typed, sometimes with a field missing or
 /// of another type (then the request must fall back to the full set).
-fn context(kind: SubjectKind) -> impl Strategy<Value = Vec<(&'static str, Val)>> {
+fn context(kind: SubjectKind) -> impl Strategy<Value = Vec<(&'static str, Val<'static>)>> {
     let fields: Vec<_> = shape(kind)
         .iter()
         .map(|(name, ty)| {
@@ -876,7 +876,8 @@ fn context(kind: SubjectKind) -> impl Strategy<Value = Vec<(&'static str, Val)>>
     })
 }
 
-fn kind_and_context() -> impl Strategy<Value = (SubjectKind, Vec<(&'static str, Val)>, usize)> {
+fn kind_and_context(
+) -> impl Strategy<Value = (SubjectKind, Vec<(&'static str, Val<'static>)>, usize)> {
     prop::sample::select(SubjectKind::ALL.to_vec())
         .prop_flat_map(|k| (Just(k), context(k), 0usize..4))
 }
