@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cedar_policy::{AuthorizationError, Entities, EntityUid, PolicySet};
+use cedar_policy::{AuthorizationError, Entities, EntityUid, PolicySet, RestrictedExpression};
 use cedar_policy_core::ast;
 use cedar_policy_core::authorizer::{Authorizer, PartialResponse};
 
@@ -69,6 +69,16 @@ pub(super) enum Literal<'a> {
 }
 
 impl Literal<'_> {
+    /// The same value for `cedar_policy::Context::from_pairs` (the public
+    /// API's way, for the benchmark floor and the equivalence tests).
+    pub(super) fn restricted(self) -> RestrictedExpression {
+        match self {
+            Literal::Str(s) => RestrictedExpression::new_string(s.to_owned()),
+            Literal::Long(n) => RestrictedExpression::new_long(n),
+            Literal::Bool(b) => RestrictedExpression::new_bool(b),
+        }
+    }
+
     fn value(self) -> ast::Value {
         match self {
             Literal::Str(s) => ast::Value::from(s),
@@ -164,28 +174,65 @@ impl Decider {
     }
 }
 
+/// What a decision comes to, read from either API, for the equivalence
+/// tests (here and in `policy::tests`).
+#[cfg(test)]
+pub(super) mod outcome {
+    use super::Answer;
+    use cedar_policy::{AuthorizationError, Decision, Response};
+
+    /// The decision, the determining policies and the errors (policy and
+    /// Cedar's message), each sorted.
+    pub(crate) type Outcome = (Decision, Vec<String>, Vec<String>);
+
+    fn error_line(e: &AuthorizationError) -> String {
+        let AuthorizationError::PolicyEvaluationError(pe) = e;
+        format!("{}: {e}", pe.policy_id())
+    }
+
+    /// What `cedar_policy::Authorizer::is_authorized` answered.
+    pub(crate) fn of_response(response: &Response) -> Outcome {
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        reasons.sort();
+        let mut errors: Vec<String> = response.diagnostics().errors().map(error_line).collect();
+        errors.sort();
+        (response.decision(), reasons, errors)
+    }
+
+    /// What [`super::Decider`] answered.
+    pub(crate) fn of_answer(answer: &Answer) -> Outcome {
+        let mut errors: Vec<String> = answer.errors().map(|e| error_line(&e)).collect();
+        errors.sort();
+        let decision = if answer.deny() {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        };
+        (decision, answer.reasons(), errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::outcome::{of_answer, of_response, Outcome};
     use super::*;
-    use cedar_policy::{Authorizer, Context, Decision, Request, RestrictedExpression};
+    use cedar_policy::{Authorizer, Context, Decision, Request};
     use std::str::FromStr;
 
     fn uid(s: &str) -> EntityUid {
         EntityUid::from_str(s).unwrap()
     }
 
-    /// (deny, determining policies, errors), each list sorted.
-    type Outcome = (bool, Vec<String>, Vec<String>);
-
     fn by_public_api(policies: &PolicySet, context: &[(&str, Literal<'_>)]) -> Outcome {
-        let context = Context::from_pairs(context.iter().map(|(k, v)| {
-            let v = match *v {
-                Literal::Str(s) => RestrictedExpression::new_string(s.to_owned()),
-                Literal::Long(n) => RestrictedExpression::new_long(n),
-                Literal::Bool(b) => RestrictedExpression::new_bool(b),
-            };
-            ((*k).to_owned(), v)
-        }))
+        let context = Context::from_pairs(
+            context
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.restricted())),
+        )
         .unwrap();
         let request = Request::new(
             uid(r#"P::"alice""#),
@@ -195,20 +242,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let response = Authorizer::new().is_authorized(&request, policies, &Entities::empty());
-        let mut reasons: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        reasons.sort();
-        let mut errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(ToString::to_string)
-            .collect();
-        errors.sort();
-        (response.decision() == Decision::Deny, reasons, errors)
+        of_response(&Authorizer::new().is_authorized(&request, policies, &Entities::empty()))
     }
 
     fn by_decider(policies: &PolicySet, context: &[(&str, Literal<'_>)]) -> Outcome {
@@ -219,12 +253,11 @@ mod tests {
             context.iter().copied(),
         )
         .unwrap();
-        let answer = Decider::default()
-            .decide(query, policies, &Entities::empty())
-            .unwrap();
-        let mut errors: Vec<String> = answer.errors().map(|e| e.to_string()).collect();
-        errors.sort();
-        (answer.deny(), answer.reasons(), errors)
+        of_answer(
+            &Decider::default()
+                .decide(query, policies, &Entities::empty())
+                .unwrap(),
+        )
     }
 
     #[test]
@@ -290,7 +323,11 @@ mod tests {
                     expected,
                     "{src} {context:?}"
                 );
-                seen.insert((expected.0, expected.1.is_empty(), expected.2.is_empty()));
+                seen.insert((
+                    expected.0 == Decision::Deny,
+                    expected.1.is_empty(),
+                    expected.2.is_empty(),
+                ));
             }
         }
         // Allow and Deny, with and without determining policies and errors.

@@ -5,11 +5,12 @@
 //! [`super::authorize`]) against every policy whose action scope can apply
 //! to it, less those a false leading context guard rules out
 //! ([`super::slice`]: that changes no decision, determining policy or
-//! error). On `Deny`, each determining forbid policy becomes a finding. Entity stores are built per partition — one per
-//! application, plus one for the connectors — and dropped after use, so memory
-//! follows the largest application rather than the whole collection.
-//! Partitions are evaluated in parallel; findings are sorted afterwards, so
-//! the output does not depend on thread scheduling.
+//! error). On `Deny`, each determining forbid policy becomes a finding.
+//! Entity stores are built per partition — one per application, plus one for
+//! the connectors — and dropped after use, so memory follows the largest
+//! application rather than the whole collection. Partitions are evaluated in
+//! parallel; findings are sorted afterwards, so the output does not depend on
+//! thread scheduling.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -1002,14 +1003,10 @@ impl Env<'_> {
         action: EntityUid,
         slice: Option<&Slice>,
     ) -> Result<Request, EvaluateError> {
-        let context = Context::from_pairs(self.context(req, slice).map(|(k, v)| {
-            let v = match v {
-                Literal::Str(s) => RestrictedExpression::new_string(s.to_owned()),
-                Literal::Long(n) => RestrictedExpression::new_long(n),
-                Literal::Bool(b) => RestrictedExpression::new_bool(b),
-            };
-            (k.to_owned(), v)
-        }))
+        let context = Context::from_pairs(
+            self.context(req, slice)
+                .map(|(k, v)| (k.to_owned(), v.restricted())),
+        )
         .map_err(|e| cedar_err("context", e))?;
         Request::new(
             req.principal.to_api(),
@@ -1558,28 +1555,7 @@ impl Env<'_> {
 #[cfg(test)]
 pub(super) mod probe {
     use super::*;
-    use cedar_policy::{Decision, Response};
-
-    /// What Cedar said: the decision, the determining policies and the
-    /// errors (policy and message), each sorted.
-    pub(crate) type Outcome = (Decision, Vec<String>, Vec<String>);
-
-    fn outcome(response: &Response) -> Outcome {
-        let mut reasons: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        reasons.sort();
-        let mut errors: Vec<String> = response.diagnostics().errors().map(error_line).collect();
-        errors.sort();
-        (response.decision(), reasons, errors)
-    }
-
-    fn error_line(e: &cedar_policy::AuthorizationError) -> String {
-        let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
-        format!("{}: {e}", pe.policy_id())
-    }
+    use crate::policy::authorize::outcome::{of_answer, of_response, Outcome};
 
     /// One request decided three ways.
     pub(crate) struct Probe {
@@ -1609,7 +1585,7 @@ pub(super) mod probe {
             let sliced = slice.map_or(&empty, |s| &s.policies);
             let per_action = self.pack.by_action.get(&req.kind).unwrap_or(&empty);
             let decide = |request: &Request, set: &PolicySet| {
-                outcome(&authorizer.is_authorized(request, set, store))
+                of_response(&authorizer.is_authorized(request, set, store))
             };
             let mut names: Vec<String> = sliced.policies().map(|p| p.id().to_string()).collect();
             names.sort();
@@ -1623,17 +1599,7 @@ pub(super) mod probe {
             let answer = Decider::default()
                 .decide(query, sliced, store)
                 .map_err(|e| cedar_err("decision", e))?;
-            let mut errors: Vec<String> = answer.errors().map(|e| error_line(&e)).collect();
-            errors.sort();
-            let direct = (
-                if answer.deny() {
-                    Decision::Deny
-                } else {
-                    Decision::Allow
-                },
-                answer.reasons(),
-                errors,
-            );
+            let direct = of_answer(&answer);
             Ok(Probe {
                 subject: subject_id(req),
                 kind: req.kind,
