@@ -15,16 +15,18 @@
 //!
 //! Here the same core authorizer decides the same request, and the answer is
 //! read the way `Response` reads it: **Deny** unless some permit is satisfied
-//! and no forbid is; on Deny, the determining policies are the satisfied
-//! forbids; every evaluation error is kept. The request's entity uids are
-//! shared (`Arc`) rather than copied, and its context is built from literal
-//! values directly, which is what the restricted evaluator produces for them.
-//! A test (`policy::tests`) checks that every decision, determining policy and
-//! error equals `cedar_policy::Authorizer::is_authorized`'s.
+//! and no forbid is; the determining policies are the satisfied forbids if
+//! there are any, else the satisfied permits; every evaluation error is kept,
+//! with Cedar's message. The request's entity uids are shared (`Arc`) rather
+//! than copied, and its context is built from literal values directly, which
+//! is what the restricted evaluator produces for them. Tests here and in
+//! `policy::tests` check that every decision, determining policy and error
+//! equals `cedar_policy::Authorizer::is_authorized`'s.
 //!
 //! The types used here are `cedar_policy_core`'s, which `cedar_policy` marks
-//! internal; `Cargo.toml` pins `cedar-policy-core` to the exact version that
-//! `cedar-policy` itself requires, so the two cannot drift apart.
+//! internal; `Cargo.toml` pins `cedar-policy` and `cedar-policy-core` to the
+//! same exact version (`cedar-policy` requires its core at exactly its own),
+//! so the two cannot drift apart, and upgrading Cedar reruns those tests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
