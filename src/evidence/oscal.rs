@@ -409,28 +409,20 @@ fn document(
             observation_uuid: o.uuid,
         })
         .collect();
-    // Each control's claiming risks, in the risks' order, gathered in one
-    // pass (a finding that names a control twice claims it once).
-    let mut by_control: BTreeMap<&str, Vec<&(Uuid, &Finding, Risk)>> = BTreeMap::new();
-    for risk in &risks {
-        for c in &risk.1.controls {
-            let claimed = by_control.entry(c.as_str()).or_default();
-            if !claimed.last().is_some_and(|last| std::ptr::eq(*last, risk)) {
-                claimed.push(risk);
-            }
-        }
-    }
     let findings = controls
         .iter()
         .map(|id| {
-            let claimed: &[&(Uuid, &Finding, Risk)] = by_control.get(id).map_or(&[], Vec::as_slice);
+            let claimed: Vec<&(Uuid, &Finding, Risk)> = risks
+                .iter()
+                .filter(|(_, f, _)| f.controls.iter().any(|c| c == id))
+                .collect();
             let policies: BTreeSet<&str> = a
                 .policies
                 .iter()
                 .filter(|p| p.controls.iter().any(|c| c == id))
                 .map(|p| p.id.as_str())
                 .collect();
-            control_finding(&doc_uuid, id, catalog, claimed, &policies, a, |fs| {
+            control_finding(&doc_uuid, id, catalog, &claimed, &policies, a, |fs| {
                 if fs.is_empty() {
                     // Satisfied: every input was examined and nothing failed.
                     all_observations
