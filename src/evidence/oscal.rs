@@ -515,18 +515,15 @@ fn observations(
 ) -> Vec<Observation> {
     // Each file's snapshot and each application's tier, looked up once per
     // input: searching the lists instead took time in inputs × snapshots
-    // (seconds at 20,000 applications). The first holder wins, as a search
-    // in list order would find it.
+    // (seconds at 20,000 applications). The first holder of a file wins, as
+    // a search in list order would find it.
     let mut snapshot_of: FastMap<&str, &SnapshotFreshness> = FastMap::default();
     for s in &r.snapshots {
         for f in &s.files {
             snapshot_of.entry(f.as_str()).or_insert(s);
         }
     }
-    let mut tier_of: FastMap<&str, &str> = FastMap::default();
-    for a in &r.applications {
-        tier_of.entry(a.id.as_str()).or_insert(a.tier.as_str());
-    }
+    let tier_of = r.tier_by_application();
     r.inputs
         .iter()
         .map(|input| {

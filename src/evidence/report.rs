@@ -284,11 +284,7 @@ impl Report {
                 Some((c, f.policy_id.trim_start_matches("connector-").to_owned()))
             })
             .collect();
-        let app_tier: BTreeMap<&str, &str> = r
-            .applications
-            .iter()
-            .map(|a| (a.id.as_str(), a.tier.as_str()))
-            .collect();
+        let app_tier = r.tier_by_application();
         let connectors = r
             .connectors
             .iter()

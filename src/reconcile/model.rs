@@ -57,6 +57,17 @@ pub struct Reconciled {
     pub rejected: Vec<Rejected>,
 }
 
+impl Reconciled {
+    /// Each application's tier, by application id (ids are unique: the
+    /// collection refuses one defined twice).
+    pub fn tier_by_application(&self) -> crate::FastMap<&str, &str> {
+        self.applications
+            .iter()
+            .map(|a| (a.id.as_str(), a.tier.as_str()))
+            .collect()
+    }
+}
+
 /// What the sync logs held.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EventStats {

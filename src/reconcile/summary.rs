@@ -99,11 +99,7 @@ pub fn summarise(r: &Reconciled) -> Summary {
     for class in super::model::DriftClass::ALL {
         s.drift.insert(class.as_str().to_owned(), 0);
     }
-    let tier_of: BTreeMap<&str, &str> = r
-        .applications
-        .iter()
-        .map(|a| (a.id.as_str(), a.tier.as_str()))
-        .collect();
+    let tier_of = r.tier_by_application();
     for a in &r.applications {
         s.applications.insert(
             a.id.clone(),
