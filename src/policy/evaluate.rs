@@ -1019,12 +1019,22 @@ impl Env<'_> {
     }
 
     /// The context fields of `req` that the policies of `slice` read
-    /// (without a slice: its action's policies).
+    /// (without a slice: its action's policies), as Cedar is given them.
     fn context<'r>(
         &'r self,
         req: &'r Req<'_>,
         slice: Option<&'r Slice>,
     ) -> impl Iterator<Item = (&'r str, Literal<'r>)> + 'r {
+        self.read_fields(req, slice).map(|(k, v)| (*k, v.literal()))
+    }
+
+    /// The context fields of `req` that the policies of `slice` read
+    /// (without a slice: its action's policies).
+    fn read_fields<'r, 'a>(
+        &'r self,
+        req: &'r Req<'a>,
+        slice: Option<&'r Slice>,
+    ) -> impl Iterator<Item = &'r (&'static str, Val<'a>)> + 'r {
         let wanted = match slice {
             Some(s) => s.context_fields.as_ref(),
             None => self
@@ -1036,7 +1046,6 @@ impl Env<'_> {
         req.context
             .iter()
             .filter(move |(k, _)| wanted.is_none_or(|w| w.contains(*k)))
-            .map(|(k, v)| (*k, v.literal()))
     }
 
     fn identity_kind(&self, id: Option<&str>) -> Option<String> {
@@ -1529,7 +1538,6 @@ impl Env<'_> {
             let slice = self.policies_for(req);
             let sliced = self.api_request(req, action.clone(), slice)?;
             let full = self.api_request(req, action.clone(), None)?;
-            let wanted: BTreeSet<&str> = self.context(req, slice).map(|(k, _)| k).collect();
             out.push(Built {
                 kind: req.kind,
                 full,
@@ -1537,12 +1545,7 @@ impl Env<'_> {
                 principal: req.principal.clone(),
                 action: action.into(),
                 resource: req.resource.clone(),
-                context: req
-                    .context
-                    .iter()
-                    .filter(|(k, _)| wanted.contains(k))
-                    .cloned()
-                    .collect(),
+                context: self.read_fields(req, slice).cloned().collect(),
                 slice: slice.map_or(empty, |s| &s.policies),
             });
         }
