@@ -273,12 +273,14 @@ fn read_desired(
         source,
     };
     let open = || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 16, f));
-    let mut hashing = digest::HashingReader::new(std::fs::File::open(&path).map_err(io)?);
+    // Each read hashes what it reads, from the start of the file.
+    let hashed = || std::fs::File::open(&path).map(digest::HashingReader::new);
+    let mut hashing = hashed().map_err(io)?;
     let parsed = match desired::parse_json_pieces(rel, &mut hashing, applications) {
         Some(parsed) => parsed,
         // It did not parse: read it again, more slowly, to say where.
         None => {
-            hashing = digest::HashingReader::new(std::fs::File::open(&path).map_err(io)?);
+            hashing = hashed().map_err(io)?;
             desired::parse_json_stream(
                 rel,
                 std::io::BufReader::with_capacity(1 << 16, &mut hashing),
