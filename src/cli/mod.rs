@@ -193,9 +193,7 @@ pub(crate) fn assess(
     progress: &mut progress::Progress,
 ) -> miette::Result<Assessed> {
     progress.phase("reading desired state and sync logs");
-    check_collection(root)?;
-    let prepared = crate::reconcile::prepare(root, &reconcile_options(common))?;
-    warn_quarantined(prepared.facts());
+    let prepared = prepare(root, common)?;
     // Each application is reconciled and evaluated in one go, and only its
     // findings, counts and drift are kept (memory follows the largest
     // application, not the collection).
@@ -217,15 +215,16 @@ pub(crate) fn assess(
     })
 }
 
-/// Loads a collection and reconciles it.
-pub(crate) fn load_and_reconcile(
+/// Loads a collection and folds its sync logs, ready for its applications
+/// to be reconciled.
+pub(crate) fn prepare(
     root: &std::path::Path,
     common: &CollectionArgs,
-) -> miette::Result<crate::reconcile::Reconciled> {
+) -> miette::Result<crate::reconcile::Prepared> {
     check_collection(root)?;
-    let reconciled = crate::reconcile::load_and_run(root, &reconcile_options(common))?;
-    warn_quarantined(&reconciled);
-    Ok(reconciled)
+    let prepared = crate::reconcile::prepare(root, &reconcile_options(common))?;
+    warn_quarantined(prepared.facts());
+    Ok(prepared)
 }
 
 /// Refuses a directory that is not a collection, before reading anything.

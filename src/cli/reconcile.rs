@@ -20,23 +20,20 @@ pub struct ReconcileArgs {
     pub format: OutputFormat,
 }
 
-/// Runs `syncproof reconcile`.
+/// Runs `syncproof reconcile`. Neither format holds the whole reconciled
+/// state: the text needs only counts and drift, and the JSON is written
+/// while each list is produced (see `reconcile::json`).
 pub(crate) fn run(args: &ReconcileArgs) -> miette::Result<ExitCode> {
-    let reconciled = super::load_and_reconcile(&args.collection, &args.common)?;
-    let out = match args.format {
-        OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&reconciled)
-                .map_err(|e| miette::miette!("cannot serialise the reconciled state: {e}"))?;
-            s.push('\n');
-            s
-        }
-        OutputFormat::Text => render_text(&reconciled),
-    };
-    write_stdout(out.as_bytes())?;
+    let prepared = super::prepare(&args.collection, &args.common)?;
+    match args.format {
+        OutputFormat::Json => prepared.write_json(&mut super::stdout())?,
+        OutputFormat::Text => write_stdout(render_text(&prepared.counted()?).as_bytes())?,
+    }
     Ok(ExitCode::Clean)
 }
 
-/// The reconciled state for a person.
+/// The reconciled state for a person: counts, drift, connectors and
+/// snapshots (the changes and grants are counted, not listed).
 pub(crate) fn render_text(r: &Reconciled) -> String {
     let s = summarise(r);
     let mut o = String::new();
@@ -45,8 +42,8 @@ pub(crate) fn render_text(r: &Reconciled) -> String {
         "collection `{}` reconciled as of {} ({} changes, {} effective grants, {} drift records)",
         r.collection,
         format_timestamp(&r.as_of),
-        r.changes.len(),
-        r.grants.len(),
+        r.change_figures.iter().map(|(_, f)| f.len()).sum::<usize>(),
+        r.snapshots.iter().map(|s| s.grants).sum::<usize>(),
         r.drift.len()
     );
     let _ = writeln!(

@@ -942,6 +942,37 @@ impl ChangeStore {
         Ok(out)
     }
 
+    /// Calls `visit` with every change, in request order (as [`Self::all`]
+    /// gives them), holding one change at a time: the order is found from
+    /// each change's request time and key, then each change is read again
+    /// as it is visited. Memory holds the keys, not the changes.
+    pub(crate) fn for_each_in_request_order(
+        &self,
+        mut visit: impl FnMut(&Change) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut order = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let bytes = self.spool.read_at(e.offset, e.len as usize)?;
+                let stored: StoredChange =
+                    postcard::from_bytes(&bytes).map_err(|_| corrupt("a change"))?;
+                Ok((stored.requested_at.get()?, stored.key.into_boxed_str(), i))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        // INVARIANT: idempotency keys are unique (one change per key), so
+        // (time, key) is a total order, the one `request_order` sorts by.
+        order.par_sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, _, i) in order {
+            let change = self.read(std::slice::from_ref(&self.entries[i]))?;
+            for c in &change {
+                visit(c)?;
+            }
+        }
+        Ok(())
+    }
+
     fn read(&self, entries: &[Entry]) -> io::Result<Vec<Change>> {
         entries
             .iter()
@@ -1108,6 +1139,40 @@ mod tests {
             .iter()
             .flat_map(|(_, f)| f)
             .all(|f| f.latency.is_some()));
+    }
+
+    /// Visiting the changes one at a time gives `all()`, in its order (many
+    /// changes share a request time, so the keys decide), and a visitor's
+    /// error stops the visit.
+    #[test]
+    fn changes_visited_one_at_a_time_are_all_in_request_order() {
+        let (store, ..) = three_hundred_changes(7).finish().unwrap();
+        let mut visited = Vec::new();
+        store
+            .for_each_in_request_order(|c| {
+                visited.push(serde_json::to_string(c).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        let all: Vec<String> = store
+            .all()
+            .unwrap()
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect();
+        assert_eq!(visited, all);
+
+        let mut seen = 0;
+        let stopped = store.for_each_in_request_order(|_| {
+            seen += 1;
+            if seen == 3 {
+                Err(io::Error::other("stop"))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(stopped.unwrap_err().to_string(), "stop");
+        assert_eq!(seen, 3);
     }
 
     /// How many buckets the events are spread over changes nothing in what

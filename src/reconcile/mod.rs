@@ -11,12 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 
 mod access;
+mod json;
 mod lifecycle;
 pub mod model;
 pub mod summary;
 
 use crate::ingest::{Collection, IngestError};
 use crate::time::{Span, Timestamp};
+pub use json::JsonError;
 pub use model::Reconciled;
 use model::{ChangeStatus, ConnectorHealth, SnapshotFreshness};
 
@@ -364,13 +366,22 @@ impl Prepared {
     pub fn finish(
         self,
         digests: SnapshotDigests,
-        mut apps: Vec<AppAccess>,
+        apps: Vec<AppAccess>,
     ) -> Result<Reconciled, IngestError> {
+        Ok(self.finish_keeping_changes(digests, apps)?.0)
+    }
+
+    /// [`Prepared::finish`], and the store of changes, to read them from.
+    fn finish_keeping_changes(
+        self,
+        digests: SnapshotDigests,
+        mut apps: Vec<AppAccess>,
+    ) -> Result<(Reconciled, lifecycle::ChangeStore), IngestError> {
         let Prepared {
             mut facts,
             desired,
             source,
-            ..
+            changes,
         } = self;
         // The desired assignments are done with: free them before the
         // results are gathered.
@@ -413,7 +424,22 @@ impl Prepared {
                     &b.entitlement,
                 ))
         });
-        Ok(facts)
+        Ok((facts, changes))
+    }
+
+    /// Reconciles every application and keeps what the summary needs:
+    /// everything but the changes and the per-application grants,
+    /// assignments and accounts (counted in [`Reconciled::snapshots`] and
+    /// [`Reconciled::change_figures`]). Memory follows the largest
+    /// application, not the collection.
+    pub fn counted(self) -> Result<Reconciled, IngestError> {
+        let (apps, digests) = self.reconcile_apps(|mut a, _| {
+            a.grants = Vec::new();
+            a.assignments = Vec::new();
+            a.accounts = Vec::new();
+            a
+        })?;
+        self.finish(digests, apps)
     }
 
     /// Reconciles every application and keeps everything.
