@@ -116,6 +116,16 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
     // each straight into its file and concurrently (see `evidence::pack`).
     progress.phase("rendering, hashing, signing, writing");
     let mut builder = PackBuilder::new();
+    // The machine formats first: they hold the JUnit file, the largest,
+    // which the pack starts first (see `PackBuilder::add_streamed`).
+    crate::evidence::formats::add_machine_files(
+        &mut builder,
+        &assessment,
+        &eval,
+        &reconciled,
+        &pack.catalog,
+        Some(&pack.tiers),
+    )?;
     for (name, template) in [("report.html", HTML_TEMPLATE), ("report.md", MD_TEMPLATE)] {
         let (templates, report) = (&templates, &report);
         builder.add_streamed(name, move |out| -> Result<(), ProduceError> {
@@ -127,14 +137,6 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         out.write_all(assessment.to_json()?.as_bytes())?;
         Ok(())
     })?;
-    crate::evidence::formats::add_machine_files(
-        &mut builder,
-        &assessment,
-        &eval,
-        &reconciled,
-        &pack.catalog,
-        Some(&pack.tiers),
-    )?;
     for (name, text) in &pack.files {
         builder.add(format!("policies/{name}"), text.clone())?;
     }

@@ -109,11 +109,13 @@ pub fn add_machine_files<'a>(
     catalog: &'a Catalog,
     tiers: Option<&'a BTreeMap<String, TierTargets>>,
 ) -> Result<(), PackError> {
-    builder.add_streamed(SARIF_FILE, move |mut out| {
-        super::sarif::render(a, catalog, "", &mut out)
-    })?;
+    // JUnit first: it lists every evaluated subject, by far the largest
+    // file, and the pack starts streamed files in the order they are added.
     builder.add_streamed(JUNIT_FILE, move |mut out| {
         super::junit::render(a, eval, &mut out)
+    })?;
+    builder.add_streamed(SARIF_FILE, move |mut out| {
+        super::sarif::render(a, catalog, "", &mut out)
     })?;
     builder.add_streamed(OSCAL_FILE, move |mut out| {
         super::oscal::render(a, r, catalog, tiers, &mut out)

@@ -210,8 +210,9 @@ pub struct PackSummary {
 enum Contents<'a> {
     /// The bytes.
     Bytes(Vec<u8>),
-    /// Writes the bytes when the pack is written.
-    Streamed(Producer<'a>),
+    /// Writes the bytes when the pack is written; the number says when it
+    /// was added (streamed files are started in that order).
+    Streamed(Producer<'a>, usize),
 }
 
 /// Collects the files of a pack, then writes it.
@@ -222,6 +223,8 @@ enum Contents<'a> {
 pub struct PackBuilder<'a> {
     /// Relative path to contents; sorted, so output order is deterministic.
     files: BTreeMap<String, Contents<'a>>,
+    /// Streamed files added so far.
+    streamed: usize,
     /// Test hook: fail after writing the files, before the rename.
     #[cfg(test)]
     fail_before_rename: bool,
@@ -233,7 +236,7 @@ impl fmt::Debug for PackBuilder<'_> {
             .entries(self.files.iter().map(|(path, contents)| {
                 let what = match contents {
                     Contents::Bytes(b) => format!("{} bytes", b.len()),
-                    Contents::Streamed(_) => "streamed".to_owned(),
+                    Contents::Streamed(..) => "streamed".to_owned(),
                 };
                 (path, what)
             }))
@@ -271,7 +274,9 @@ impl<'a> PackBuilder<'a> {
     /// [`PackError::Produce`] and leaves no pack behind.
     ///
     /// `produce` may run on another thread, concurrently with other
-    /// producers. Paths are checked as by [`add`](Self::add).
+    /// producers. Streamed files are started in the order they were added,
+    /// before the others: add the largest first. Paths are checked as by
+    /// [`add`](Self::add).
     pub fn add_streamed<E>(
         &mut self,
         path: impl Into<String>,
@@ -283,7 +288,9 @@ impl<'a> PackBuilder<'a> {
         let path = path.into();
         self.check_new_path(&path)?;
         let produce: Producer<'a> = Box::new(move |out| produce(out).map_err(Into::into));
-        self.files.insert(path, Contents::Streamed(produce));
+        self.files
+            .insert(path, Contents::Streamed(produce, self.streamed));
+        self.streamed += 1;
         Ok(())
     }
 
@@ -377,10 +384,18 @@ impl<'a> PackBuilder<'a> {
                 }
             }
         }
-        // Each file on its own task (one may be far larger than the others);
-        // the entries come back in path order.
-        let files: Vec<(String, Contents<'a>)> = self.files.into_iter().collect();
-        let entries = files
+        // Each file on its own task (one may be far larger than the others).
+        // Streamed files start first, in the order they were added, so a
+        // caller adds the largest first: rayon starts the first task at
+        // once, and the largest file is the phase's critical path (on W10,
+        // the JUnit file's 4.5 GB, docs/performance.md). The manifest lists
+        // the entries in path order whatever order they were written in.
+        let mut files: Vec<(String, Contents<'a>)> = self.files.into_iter().collect();
+        files.sort_by_key(|(_, contents)| match contents {
+            Contents::Streamed(_, added) => (0, *added),
+            Contents::Bytes(_) => (1, 0),
+        });
+        let mut entries = files
             .into_par_iter()
             .with_max_len(1)
             .map(|(path, contents)| {
@@ -390,11 +405,12 @@ impl<'a> PackBuilder<'a> {
                         write_synced(&target, &bytes)?;
                         digest_bytes(&bytes)
                     }
-                    Contents::Streamed(produce) => write_streamed(&target, &path, produce)?,
+                    Contents::Streamed(produce, _) => write_streamed(&target, &path, produce)?,
                 };
                 Ok(FileEntry { path, size, sha256 })
             })
             .collect::<Result<Vec<_>, PackError>>()?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
 
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
@@ -974,6 +990,52 @@ pub(crate) mod tests {
             .unwrap();
         streamed.write(&b, test_options(), &test_key()).unwrap();
         assert_eq!(read_tree(&a), read_tree(&b));
+    }
+
+    /// Streamed files start in the order they were added, before the
+    /// others (on one thread that order is exact), and the manifest still
+    /// lists every file in path order.
+    #[test]
+    fn streamed_files_start_in_the_order_added_and_are_listed_in_path_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::sync::Mutex::new(Vec::new());
+        let mut b = PackBuilder::new();
+        b.add("report.json", b"{}".to_vec()).unwrap();
+        b.add("sarif/findings.sarif", b"{}".to_vec()).unwrap();
+        for name in ["z-largest.xml", "b.json", "m.md", "a.html"] {
+            let started = &started;
+            b.add_streamed(name, move |w| {
+                started.lock().unwrap().push(name);
+                w.write_all(name.as_bytes())
+            })
+            .unwrap();
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let out = dir.path().join("pack");
+        pool.install(|| b.write(&out, test_options(), &test_key()))
+            .unwrap();
+        assert_eq!(
+            *started.lock().unwrap(),
+            ["z-largest.xml", "b.json", "m.md", "a.html"]
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(MANIFEST_FILE)).unwrap()).unwrap();
+        let paths: Vec<&str> = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        let mut sorted = paths.clone();
+        sorted.sort_unstable();
+        assert_eq!(paths, sorted);
+        assert!(
+            paths.contains(&"z-largest.xml") && paths.len() > 4,
+            "{paths:?}"
+        );
     }
 
     #[test]
