@@ -1021,14 +1021,8 @@ pub(crate) mod tests {
             *started.lock().unwrap(),
             ["z-largest.xml", "b.json", "m.md", "a.html"]
         );
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(MANIFEST_FILE)).unwrap()).unwrap();
-        let paths: Vec<&str> = manifest["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["path"].as_str().unwrap())
-            .collect();
+        let manifest = Manifest::from_bytes(&fs::read(out.join(MANIFEST_FILE)).unwrap()).unwrap();
+        let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         let mut sorted = paths.clone();
         sorted.sort_unstable();
         assert_eq!(paths, sorted);
