@@ -134,9 +134,60 @@ pub(crate) fn ranked<T>(
     (sorted, rank)
 }
 
+/// Items numbered by their position: the items sorted by `order`, and each
+/// position's rank in that order (`rank[position]`), as [`ranked`] gives
+/// for `(position, item)` pairs. The sort moves 4-byte positions, not the
+/// items; each item is then moved once, into its place. `order` must be a
+/// total order on the items (no two equal) for the result not to depend on
+/// the input's order.
+pub(crate) fn sorted_ranked<T>(
+    mut items: Vec<T>,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> (Vec<T>, Vec<u32>) {
+    let mut by_rank: Vec<u32> = (0..items.len() as u32).collect();
+    by_rank.sort_unstable_by(|&a, &b| order(&items[a as usize], &items[b as usize]));
+    let mut rank = vec![0u32; items.len()];
+    for (r, &n) in by_rank.iter().enumerate() {
+        rank[n as usize] = r as u32;
+    }
+    // The permutation applied in place, cycle by cycle: `to[i]` is where
+    // the item now at `i` belongs, and each swap puts one item there.
+    let mut to = rank.clone();
+    for i in 0..items.len() {
+        while to[i] as usize != i {
+            let r = to[i] as usize;
+            items.swap(i, r);
+            to.swap(i, r);
+        }
+    }
+    (items, rank)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+
+    #[test]
+    fn sorted_ranked_agrees_with_ranked() {
+        let (sorted, rank) = sorted_ranked(vec!["c", "a", "b"], |a, b| a.cmp(b));
+        assert_eq!(sorted, ["a", "b", "c"]);
+        assert_eq!(rank, [2, 0, 1]);
+        let (none, no_ranks) = sorted_ranked(Vec::<&str>::new(), |a, b| a.cmp(b));
+        assert!(none.is_empty() && no_ranks.is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sorted_ranked_is_ranked_on_positions(
+            items in proptest::collection::btree_set(0u32..1000, 0..200)
+                .prop_map(|s| s.into_iter().collect::<Vec<_>>())
+                .prop_shuffle()
+        ) {
+            let pairs = items.iter().enumerate().map(|(i, x)| (i as u32, *x)).collect();
+            proptest::prop_assert_eq!(sorted_ranked(items, Ord::cmp), ranked(pairs, Ord::cmp));
+        }
+    }
 
     #[test]
     fn ranked_sorts_and_maps_each_number_to_its_rank() {

@@ -154,8 +154,12 @@ struct Builder<'f> {
     /// Canonical-JSON buffer, reused from record to record.
     buf: Vec<u8>,
     problems: Problems,
-    /// Valid identities by id, with the order they were read in.
-    identities: FastMap<String, (u32, Identity)>,
+    /// Valid identities, in the order they were read: kept in a vector, not
+    /// as the values of `identity_index`, so that growing the index moves
+    /// small entries, not whole identities.
+    identities: Vec<Identity>,
+    /// Each valid identity's position in `identities`, by id.
+    identity_index: FastMap<Box<str>, u32>,
     /// Whether the `identities` list has been read: assignments met before
     /// it wait in `pending`.
     identities_read: bool,
@@ -193,7 +197,8 @@ impl<'f> Builder<'f> {
             assignment_lines,
             buf: Vec::with_capacity(512),
             problems: Problems::default(),
-            identities: FastMap::default(),
+            identities: Vec::new(),
+            identity_index: FastMap::default(),
             identities_read: false,
             pending: Vec::new(),
             entitlements: FastMap::default(),
@@ -221,7 +226,8 @@ impl<'f> Builder<'f> {
         };
         match validate_identity(self.file, at, raw, &self.app_index, source) {
             Ok(identity) => {
-                if let Some((_, first)) = self.identities.get(&identity.id) {
+                if let Some(&first) = self.identity_index.get(identity.id.as_str()) {
+                    let first = &self.identities[first as usize];
                     self.problems.push(RecordError::at_path(
                         self.file,
                         format!("{at}.id"),
@@ -232,7 +238,9 @@ impl<'f> Builder<'f> {
                     ));
                 } else {
                     let n = self.identities.len() as u32;
-                    self.identities.insert(identity.id.clone(), (n, identity));
+                    self.identity_index
+                        .insert(Box::from(identity.id.as_str()), n);
+                    self.identities.push(identity);
                 }
             }
             Err(e) => self.problems.push(e),
@@ -264,7 +272,7 @@ impl<'f> Builder<'f> {
         sha256: Sha256Digest,
     ) -> Result<(u32, Packed), RecordError> {
         let file = self.file;
-        let Some((identity, _)) = self.identities.get(raw.identity.as_ref()) else {
+        let Some(identity) = self.identity_index.get(raw.identity.as_ref()) else {
             return Err(RecordError::at_path(
                 file,
                 format!("{at}.identity"),
@@ -354,10 +362,12 @@ impl<'f> Builder<'f> {
         }
         // Identities sorted by id; identity and entitlement numbers
         // renumbered in sorted order, so records sort as their strings do.
-        let (identities, identity_rank) = crate::strings::ranked(
-            self.identities.into_values().collect(),
-            |a: &Identity, b: &Identity| a.id.cmp(&b.id),
-        );
+        drop(self.identity_index);
+        // Ids are unique (a second definition is refused above).
+        let (identities, identity_rank) =
+            crate::strings::sorted_ranked(self.identities, |a: &Identity, b: &Identity| {
+                a.id.cmp(&b.id)
+            });
         let mut identity_ids = StrList::default();
         for identity in &identities {
             identity_ids.push(&identity.id);
