@@ -6,12 +6,16 @@
 #   scripts/bench.sh            # W1: 1M events, 100k identities, 2k applications
 #   scripts/bench.sh --w10      # also W10: 10M events, 1M identities, 20k applications
 #
+# BENCH_WARMUP=N runs each command N times untimed before the reported run
+# (default 1; 0 reports a single cold run).
+#
 # Needs GNU time (/usr/bin/time) for peak memory. Writes workloads under
 # ${BENCH_DIR:-/tmp/syncproof-bench} (W1 ~0.6 GB, W10 ~6 GB of disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BENCH_DIR:-/tmp/syncproof-bench}
 mkdir -p "$dir"
+warmup=${BENCH_WARMUP:-1}
 workloads=("w1 1000000 100000 2000")
 [ "${1:-}" = "--w10" ] && workloads+=("w10 10000000 1000000 20000")
 
@@ -29,26 +33,27 @@ for w in "${workloads[@]}"; do
       "$bin" generate --out "$out" --events "$events" --identities "$identities" --applications "$apps" --seed 1 >/dev/null
   fi
   for cmd in check attest; do
-    rm -rf "$dir/$name.pack" "$dir/$name.pack.pub.pem"
     args=(check "$out" --format json --timings)
     [ "$cmd" = attest ] && args=(attest "$out" --out "$dir/$name.pack" --force --timings)
-    # Each command runs twice, as `hyperfine --warmup 1` would, and the
-    # second run is the one reported: the first also pays for whatever the
-    # machine has not warmed up yet (inputs not in the page cache, memory a
-    # fresh VM's host has not yet backed), which on this project's VMs costs
-    # up to half again as long on W10. Its wall time is printed beside the
-    # result. BENCH_WARMUP=0 runs and reports one cold run only.
+    # Each command runs $warmup time(s) untimed first, as `hyperfine
+    # --warmup 1` does, and the last run is the one reported: a first run
+    # also pays for whatever the machine has not warmed up yet (inputs not in
+    # the page cache, memory a fresh VM's host has not yet backed), up to 30%
+    # more on W10 on this project's VMs. The warm-up runs' wall times are
+    # printed beside the result.
     cold=""
-    for run in $(seq 0 "${BENCH_WARMUP:-1}"); do
+    for run in $(seq 0 "$warmup"); do
+      rm -rf "$dir/$name.pack" "$dir/$name.pack.pub.pem"
       set +e
       /usr/bin/time -f "%e %M" -o "$dir/$name.$cmd.time" "$bin" "${args[@]}" >"$dir/$name.$cmd.out" 2>"$dir/$name.$cmd.err"
       set -e
-      if [ "$run" -lt "${BENCH_WARMUP:-1}" ]; then
+      if [ "$run" -lt "$warmup" ]; then
         cold="$cold $(tail -n 1 "$dir/$name.$cmd.time" | cut -d' ' -f1)"
-        rm -rf "$dir/$name.pack" "$dir/$name.pack.pub.pem"
       fi
     done
-    [ -n "$cold" ] && echo "$name $cmd warm-up run(s), not reported:$cold s"
+    if [ -n "$cold" ]; then
+      echo "$name $cmd warm-up run(s), not reported:$cold s"
+    fi
     read -r wall rss_kb < <(tail -n 1 "$dir/$name.$cmd.time")
     subjects=$(python3 -c "import json,sys; d=json.load(open('$dir/$name.check.out')); print(sum(d['subjects'].values()))" 2>/dev/null || echo 0)
     cedar=$(sed -n 's/.*inside Cedar.s authorizer *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
