@@ -46,7 +46,10 @@
 //! producer's output is cut into 1 MiB chunks and handed, in order, over a
 //! bounded channel to a thread of its own that writes each chunk to the file
 //! and hashes and counts exactly what the file accepted. Rendering, hashing
-//! and the write system calls so overlap.
+//! and the write system calls so overlap. Every 64 MiB a streamed file is
+//! synced and its written pages are dropped from the page cache (on Linux):
+//! a 4.5 GB JUnit file then passes through the same few tens of MiB of
+//! cache instead of filling gigabytes of it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,6 +79,10 @@ const STREAM_BUFFER: usize = 1 << 20;
 /// Chunks that may wait between a producer and its file's writer thread:
 /// bounds the memory a streamed file takes to a few MiB.
 const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Bytes of a streamed file written between two write-behinds (see
+/// [`WriteBehind`]).
+const WRITE_BEHIND: u64 = 64 << 20;
 
 /// Why a [`Producer`] failed.
 pub type ProduceError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -521,11 +528,12 @@ fn write_streamed(
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
     let (produced, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> io::Result<(File, u64, String)> {
-            let mut out = DigestWriter::new(file);
+            let mut out = DigestWriter::new(WriteBehind::new(file));
             for chunk in rx {
                 out.write_all(&chunk)?;
             }
-            Ok(out.finish())
+            let (file, size, sha256) = out.finish();
+            Ok((file.into_inner(), size, sha256))
         });
         let mut sink = ChunkSender {
             tx: Some(tx),
@@ -593,6 +601,82 @@ impl Write for ChunkSender {
     fn flush(&mut self) -> io::Result<()> {
         // Chunks are sent when full or at the end; nothing to force here.
         Ok(())
+    }
+}
+
+/// A file written front to back that, every [`WRITE_BEHIND`] bytes, syncs
+/// what it holds and tells the kernel that the pages written are not needed
+/// again (`posix_fadvise(POSIX_FADV_DONTNEED)`, on Linux; elsewhere it only
+/// writes). The pack is fsynced in the end anyway, so this changes when its
+/// bytes reach the disk, not whether: what it saves is the page cache. A
+/// multi-gigabyte output otherwise takes as many gigabytes of fresh page
+/// cache, evicting what the user had cached; and on a VM whose balloon
+/// driver reports free memory to the host, memory not touched lately costs
+/// a host fault per page on first use (`scripts/first-touch.sh`: ~0.5 GB/s
+/// against ~5 GB/s for memory just freed). Dropped pages are clean (synced
+/// first), so dropping them loses nothing; the advice is best effort.
+struct WriteBehind {
+    file: File,
+    /// Bytes between two write-behinds.
+    window: u64,
+    /// Bytes written.
+    written: u64,
+    /// Bytes synced and dropped from the cache.
+    dropped: u64,
+}
+
+impl WriteBehind {
+    fn new(file: File) -> Self {
+        WriteBehind::with_window(file, WRITE_BEHIND)
+    }
+
+    fn with_window(file: File, window: u64) -> Self {
+        WriteBehind {
+            file,
+            window,
+            written: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The file back (not synced since the last write-behind).
+    fn into_inner(self) -> File {
+        self.file
+    }
+
+    /// Syncs the file and drops the pages written since the last time (on
+    /// Linux; elsewhere only counts).
+    fn write_behind(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            self.file.sync_data()?;
+            if let Some(len) = std::num::NonZeroU64::new(self.written - self.dropped) {
+                // Advice only: if it is not taken, the pages stay cached.
+                let _ = rustix::fs::fadvise(
+                    &self.file,
+                    self.dropped,
+                    Some(len),
+                    rustix::fs::Advice::DontNeed,
+                );
+            }
+        }
+        self.dropped = self.written;
+        Ok(())
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.dropped >= self.window {
+            self.write_behind()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -1142,6 +1226,40 @@ pub(crate) mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn write_behind_keeps_every_byte_across_many_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = patterned(10_000);
+        let mut w = WriteBehind::with_window(File::create(&path).unwrap(), 97);
+        // Uneven pieces, so that windows end inside writes and between them.
+        let mut rest = &data[..];
+        for n in [1, 96, 97, 98, 500, 3].iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, more) = rest.split_at((*n).min(rest.len()));
+            w.write_all(piece).unwrap();
+            rest = more;
+        }
+        assert_eq!(w.written, data.len() as u64);
+        // Everything but the last window's worth was synced and dropped.
+        assert!(w.dropped > 0 && w.written - w.dropped < 97);
+        w.into_inner().sync_all().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), data);
+    }
+
+    #[test]
+    fn write_behind_under_the_window_only_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = WriteBehind::new(File::create(&path).unwrap());
+        w.write_all(b"small").unwrap();
+        assert_eq!((w.written, w.dropped), (5, 0));
+        drop(w.into_inner());
+        assert_eq!(fs::read(&path).unwrap(), b"small");
     }
 
     #[test]
