@@ -45,7 +45,7 @@ for w in "${workloads[@]}"; do
     for run in $(seq 0 "$warmup"); do
       rm -rf "$dir/$name.pack" "$dir/$name.pack.pub.pem"
       set +e
-      /usr/bin/time -f "%e %M" -o "$dir/$name.$cmd.time" "$bin" "${args[@]}" >"$dir/$name.$cmd.out" 2>"$dir/$name.$cmd.err"
+      /usr/bin/time -f "%e %M %U %S" -o "$dir/$name.$cmd.time" "$bin" "${args[@]}" >"$dir/$name.$cmd.out" 2>"$dir/$name.$cmd.err"
       set -e
       if [ "$run" -lt "$warmup" ]; then
         cold="$cold $(tail -n 1 "$dir/$name.$cmd.time" | cut -d' ' -f1)"
@@ -54,7 +54,7 @@ for w in "${workloads[@]}"; do
     if [ -n "$cold" ]; then
       echo "$name $cmd warm-up run(s), not reported:$cold s"
     fi
-    read -r wall rss_kb < <(tail -n 1 "$dir/$name.$cmd.time")
+    read -r wall rss_kb user_s sys_s < <(tail -n 1 "$dir/$name.$cmd.time")
     subjects=$(python3 -c "import json,sys; d=json.load(open('$dir/$name.check.out')); print(sum(d['subjects'].values()))" 2>/dev/null || echo 0)
     cedar=$(sed -n 's/.*inside Cedar.s authorizer *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
     # Reconciliation and evaluation run fused, one application at a time, so
@@ -62,13 +62,14 @@ for w in "${workloads[@]}"; do
     # threads) spread over the cores.
     eval_cpu=$(sed -n 's/^ *evaluating policies *\([0-9.]*\) s.*/\1/p' "$dir/$name.$cmd.err")
     policy=$(python3 -c "print(${eval_cpu:-0} / $(nproc))")
-    python3 - "$name" "$cmd" "$wall" "$rss_kb" "$events" "$subjects" "${cedar:-0}" "${policy:-0}" <<'PY'
+    python3 - "$name" "$cmd" "$wall" "$rss_kb" "$events" "$subjects" "${cedar:-0}" "${policy:-0}" "$user_s" "$sys_s" <<'PY'
 import os, sys
-name, cmd, wall, rss, events, subjects, cedar, policy = sys.argv[1:]
+name, cmd, wall, rss, events, subjects, cedar, policy, user, system = sys.argv[1:]
 wall, rss, events, subjects, cedar, policy = float(wall), int(rss), int(events), int(subjects), float(cedar), float(policy)
 print(f"{name} {cmd:<6} wall {wall:7.1f} s  peak RSS {rss/1024/1024:5.2f} GiB  "
       f"{events/wall:10.0f} events/s  {subjects/max(policy,1e-9):9.0f} subjects/s in the policy stage  "
-      f"Cedar CPU {cedar:6.1f} s of {policy*os.cpu_count():6.1f} s CPU evaluating")
+      f"Cedar CPU {cedar:6.1f} s of {policy*os.cpu_count():6.1f} s CPU evaluating  "
+      f"CPU {float(user):6.1f} s user + {float(system):5.1f} s kernel")
 PY
   done
   floors=$(cargo bench --quiet --bench floors -- "$out" 2>/dev/null)
