@@ -41,18 +41,18 @@ for w in "${workloads[@]}"; do
     # the page cache, memory a fresh VM's host has not yet backed), up to 30%
     # more on W10 on this project's VMs. The warm-up runs' wall times are
     # printed beside the result.
-    cold=""
+    warmups=""
     for run in $(seq 0 "$warmup"); do
       rm -rf "$dir/$name.pack" "$dir/$name.pack.pub.pem"
       set +e
       /usr/bin/time -f "%e %M %U %S" -o "$dir/$name.$cmd.time" "$bin" "${args[@]}" >"$dir/$name.$cmd.out" 2>"$dir/$name.$cmd.err"
       set -e
       if [ "$run" -lt "$warmup" ]; then
-        cold="$cold $(tail -n 1 "$dir/$name.$cmd.time" | cut -d' ' -f1)"
+        warmups="$warmups $(tail -n 1 "$dir/$name.$cmd.time" | cut -d' ' -f1)"
       fi
     done
-    if [ -n "$cold" ]; then
-      echo "$name $cmd warm-up run(s), not reported:$cold s"
+    if [ -n "$warmups" ]; then
+      echo "$name $cmd warm-up run(s), not reported:$warmups s"
     fi
     read -r wall rss_kb user_s sys_s < <(tail -n 1 "$dir/$name.$cmd.time")
     subjects=$(python3 -c "import json,sys; d=json.load(open('$dir/$name.check.out')); print(sum(d['subjects'].values()))" 2>/dev/null || echo 0)

@@ -20,7 +20,7 @@ sizes=(100 300 600 1500)
 dir=$(mktemp -d "${TMPDIR:-/tmp}/syncproof-first-touch.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 
-write() {
+probe() {
   local mb=$1 start end
   start=$(date +%s.%N)
   dd if=/dev/zero of="$dir/probe" bs=1M count="$mb" status=none
@@ -33,6 +33,6 @@ write() {
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB"
 for mb in "${sizes[@]}"; do
   sleep "$idle"
-  write "$mb" "after ${idle} s idle"
+  probe "$mb" "after ${idle} s idle"
 done
-write "${sizes[-1]}" "again at once, into memory just freed"
+probe "${sizes[-1]}" "again at once, into memory just freed"
