@@ -11,7 +11,7 @@ use super::{note, write_stdout, ExitCode};
 use crate::evidence::assessment::{Assessment, Verdict};
 use crate::evidence::keys::PrivateKey;
 use crate::evidence::pack::{PackBuilder, PackOptions, ProduceError};
-use crate::evidence::render::{Templates, HTML_TEMPLATE, MD_TEMPLATE};
+use crate::evidence::render::{ReportContext, Templates, HTML_TEMPLATE, MD_TEMPLATE};
 use crate::evidence::report::Report;
 use crate::policy::Severity;
 
@@ -115,6 +115,9 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
     // The reports and machine formats are rendered when the pack is written,
     // each straight into its file and concurrently (see `evidence::pack`).
     progress.phase("rendering, hashing, signing, writing");
+    // Both reports are rendered from one conversion of the model, made by
+    // whichever starts first (the other waits for it).
+    let context = std::sync::OnceLock::new();
     let mut builder = PackBuilder::new();
     // The machine formats first: they hold the JUnit file, the largest,
     // which the pack starts first (see `PackBuilder::add_streamed`).
@@ -127,9 +130,10 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         Some(&pack.tiers),
     )?;
     for (name, template) in [("report.html", HTML_TEMPLATE), ("report.md", MD_TEMPLATE)] {
-        let (templates, report) = (&templates, &report);
+        let (templates, report, context) = (&templates, &report, &context);
         builder.add_streamed(name, move |out| -> Result<(), ProduceError> {
-            templates.render_to(template, report, out)?;
+            let context = context.get_or_init(|| ReportContext::new(report));
+            templates.render_to(template, context, out)?;
             Ok(())
         })?;
     }
@@ -179,11 +183,12 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         (Some(_), Verdict::Fail) => ExitCode::Failed,
         _ => ExitCode::Clean,
     };
-    // The reconciled collection, the evaluation and the report model are
-    // millions of small allocations (freeing them took about 0.5 s on W1);
-    // the process ends right after the command, which returns the memory
-    // at once.
-    std::mem::forget((reconciled, eval, assessment, report));
+    // The reconciled collection, the evaluation, the report model and its
+    // conversion for the templates are millions of small allocations
+    // (freeing them took about 0.5 s on W1); the process ends right after
+    // the command, which returns the memory at once.
+    std::mem::forget((report, context));
+    std::mem::forget((reconciled, eval, assessment));
     Ok(code)
 }
 

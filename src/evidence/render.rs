@@ -94,18 +94,19 @@ impl Templates {
 
     /// Renders the report in both formats: `(html, markdown)`.
     pub fn render(&self, report: &Report) -> Result<(String, String), RenderError> {
+        let context = ReportContext::new(report);
         Ok((
-            self.render_one(HTML_TEMPLATE, report)?,
-            self.render_one(MD_TEMPLATE, report)?,
+            self.render_one(HTML_TEMPLATE, &context)?,
+            self.render_one(MD_TEMPLATE, &context)?,
         ))
     }
 
     /// Renders the report with one template ([`HTML_TEMPLATE`] or
     /// [`MD_TEMPLATE`]), ending in a newline. Independent of the other
-    /// template, so both can be rendered at once.
-    pub fn render_one(&self, name: &str, report: &Report) -> Result<String, RenderError> {
+    /// template, so both can be rendered at once from one context.
+    pub fn render_one(&self, name: &str, context: &ReportContext) -> Result<String, RenderError> {
         let mut out = Vec::new();
-        self.render_to(name, report, &mut out)?;
+        self.render_to(name, context, &mut out)?;
         String::from_utf8(out).map_err(|e| RenderError::Template {
             name: name.to_owned(),
             message: e.to_string(),
@@ -117,7 +118,7 @@ impl Templates {
     pub fn render_to(
         &self,
         name: &str,
-        report: &Report,
+        context: &ReportContext,
         out: &mut dyn Write,
     ) -> Result<(), RenderError> {
         let mut env = Environment::new();
@@ -138,10 +139,6 @@ impl Templates {
             env.add_template_owned(name.clone(), src.clone())
                 .map_err(|e| template_error(name, &e))?;
         }
-        let ctx = minijinja::context! {
-            report => Value::from_serialize(report),
-            chart => Value::from_safe_string(report.latency_chart_svg.clone()),
-        };
         let t = env
             .get_template(name)
             .map_err(|e| template_error(name, &e))?;
@@ -153,7 +150,7 @@ impl Templates {
                 error: None,
             },
         );
-        let rendered = t.render_captured_to(&ctx, &mut sink).map(drop);
+        let rendered = t.render_captured_to(&context.0, &mut sink).map(drop);
         let ended = rendered.is_ok().then(|| sink.flush());
         let sink = sink.into_parts().0;
         let write_error = |source| RenderError::Write {
@@ -173,6 +170,25 @@ impl Templates {
             sink.inner.write_all(b"\n").map_err(write_error)?;
         }
         Ok(())
+    }
+}
+
+/// The report as the templates see it: converted to template values once,
+/// and shared by every template rendered from it, on any thread. The
+/// conversion is a copy of the whole report (most of the output stage's
+/// peak memory), which `attest` would otherwise make once per template,
+/// both alive at once while they render side by side.
+#[derive(Clone, Debug)]
+pub struct ReportContext(Value);
+
+impl ReportContext {
+    /// The context of `report`: `report` (the model) and `chart` (its
+    /// latency chart as SVG, not escaped).
+    pub fn new(report: &Report) -> Self {
+        ReportContext(minijinja::context! {
+            report => Value::from_serialize(report),
+            chart => Value::from_safe_string(report.latency_chart_svg.clone()),
+        })
     }
 }
 

@@ -150,11 +150,14 @@ pub struct SnapshotRow {
     pub stale: bool,
 }
 
-/// Everything the report templates show.
+/// Everything the report templates show. It borrows the assessment and the
+/// reconciled collection's lists rather than copying them: at W10 the
+/// findings alone are tens of MB, and the report is converted for the
+/// templates (see [`super::render::ReportContext`]) while they are held.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct Report<'a> {
     /// The findings model.
-    pub assessment: Assessment,
+    pub assessment: &'a Assessment,
     /// The signer's key id.
     pub key_id: String,
     /// Whether the pack was signed with a throwaway key.
@@ -176,13 +179,13 @@ pub struct Report {
     /// Snapshots.
     pub snapshots: Vec<SnapshotRow>,
     /// Inputs with digests.
-    pub inputs: Vec<InputFile>,
+    pub inputs: &'a [InputFile],
     /// Anomalies in the inputs.
-    pub anomalies: Vec<Anomaly>,
+    pub anomalies: &'a [Anomaly],
     /// Sync-log statistics.
-    pub events: crate::reconcile::model::EventStats,
+    pub events: &'a crate::reconcile::model::EventStats,
     /// Quarantined lines.
-    pub rejected: Vec<crate::ingest::Rejected>,
+    pub rejected: &'a [crate::ingest::Rejected],
 }
 
 fn fmt_span(s: Option<Span>) -> String {
@@ -213,12 +216,12 @@ fn tier_order(tiers: &BTreeMap<String, TierTargets>) -> Vec<(&String, &TierTarge
     v
 }
 
-impl Report {
+impl<'a> Report<'a> {
     /// Builds the report model.
     pub fn new(
-        r: &Reconciled,
+        r: &'a Reconciled,
         pack: &CompiledPack,
-        assessment: &Assessment,
+        assessment: &'a Assessment,
         key_id: &str,
         throwaway_key: bool,
     ) -> Self {
@@ -330,7 +333,7 @@ impl Report {
             })
             .collect();
         Report {
-            assessment: assessment.clone(),
+            assessment,
             key_id: key_id.to_owned(),
             throwaway_key,
             collected_at: format_timestamp(&r.collected_at),
@@ -340,10 +343,10 @@ impl Report {
             drift,
             connectors,
             snapshots,
-            inputs: r.inputs.clone(),
-            anomalies: r.anomalies.clone(),
-            events: r.events.clone(),
-            rejected: r.rejected.clone(),
+            inputs: &r.inputs,
+            anomalies: &r.anomalies,
+            events: &r.events,
+            rejected: &r.rejected,
         }
     }
 }

@@ -643,18 +643,21 @@ impl std::io::Write for FewAtATime {
 
 #[test]
 fn reports_rendered_to_a_writer_match_the_strings_and_writer_errors_are_reported() {
-    use syncproof::evidence::render::{RenderError, Templates, HTML_TEMPLATE, MD_TEMPLATE};
+    use syncproof::evidence::render::{
+        RenderError, ReportContext, Templates, HTML_TEMPLATE, MD_TEMPLATE,
+    };
     use syncproof::evidence::report::Report;
     let e = Evaluated::samples(false);
     let a = e.assessment();
     let report = Report::new(&e.reconciled, &e.pack, &a, "key-id", false);
     let templates = Templates::builtin();
+    let context = ReportContext::new(&report);
     for name in [HTML_TEMPLATE, MD_TEMPLATE] {
-        let whole = templates.render_one(name, &report).unwrap();
+        let whole = templates.render_one(name, &context).unwrap();
         assert!(whole.ends_with('\n') && whole.len() > 1000, "{name}");
         // A writer that takes a few bytes per call gets the same text.
         let mut streamed = FewAtATime(Vec::new());
-        templates.render_to(name, &report, &mut streamed).unwrap();
+        templates.render_to(name, &context, &mut streamed).unwrap();
         assert_eq!(String::from_utf8(streamed.0).unwrap(), whole, "{name}");
         // A writer that fails part-way: its own error, naming the template.
         let mut failing = FailsAfter {
@@ -662,7 +665,7 @@ fn reports_rendered_to_a_writer_match_the_strings_and_writer_errors_are_reported
             got: Vec::new(),
         };
         let err = templates
-            .render_to(name, &report, &mut failing)
+            .render_to(name, &context, &mut failing)
             .unwrap_err();
         assert!(matches!(err, RenderError::Write { .. }), "{err:?}");
         let shown = err.to_string();
