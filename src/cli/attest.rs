@@ -138,7 +138,7 @@ pub(crate) fn run(args: &AttestArgs) -> miette::Result<ExitCode> {
         })?;
     }
     builder.add_streamed("findings.json", |out| -> Result<(), ProduceError> {
-        out.write_all(assessment.to_json()?.as_bytes())?;
+        assessment.write_json(out)?;
         Ok(())
     })?;
     for (name, text) in &pack.files {

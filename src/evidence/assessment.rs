@@ -200,4 +200,11 @@ impl Assessment {
         s.push('\n');
         Ok(s)
     }
+
+    /// [`Self::to_json`]'s bytes, written to `out` as they are made instead
+    /// of held whole (`findings.json` is 72 MB on W10).
+    pub fn write_json(&self, out: &mut dyn std::io::Write) -> Result<(), serde_json::Error> {
+        serde_json::to_writer_pretty(&mut *out, self)?;
+        out.write_all(b"\n").map_err(serde_json::Error::io)
+    }
 }

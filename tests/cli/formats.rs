@@ -676,3 +676,24 @@ fn reports_rendered_to_a_writer_match_the_strings_and_writer_errors_are_reported
         assert_eq!(failing.got, whole.as_bytes()[..100]);
     }
 }
+
+#[test]
+fn findings_json_written_to_a_writer_matches_the_string_and_writer_errors_are_reported() {
+    let e = Evaluated::samples(false);
+    let a = e.assessment();
+    let whole = a.to_json().unwrap();
+    assert!(whole.ends_with("}\n") && whole.contains("\"findings\""));
+    let mut streamed = FewAtATime(Vec::new());
+    a.write_json(&mut streamed).unwrap();
+    assert_eq!(String::from_utf8(streamed.0).unwrap(), whole);
+    // A writer that fails part-way (or just before the final newline).
+    for budget in [100, whole.len() - 1] {
+        let mut failing = FailsAfter {
+            budget,
+            got: Vec::new(),
+        };
+        let err = a.write_json(&mut failing).unwrap_err();
+        assert!(err.to_string().contains("disk full (test)"), "{err}");
+        assert_eq!(failing.got, whole.as_bytes()[..budget]);
+    }
+}
