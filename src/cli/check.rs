@@ -80,13 +80,13 @@ pub(crate) fn run(args: &CheckArgs) -> miette::Result<ExitCode> {
         &mut buffer
     };
     match args.format {
-        CheckFormat::Json => {
-            let json = assessment
-                .to_json()
-                .map_err(|e| miette::miette!("cannot serialise the findings: {e}"))?;
-            out.write_all(json.as_bytes())
-                .map_err(|e| miette::miette!("cannot write the findings: {e}"))?;
-        }
+        CheckFormat::Json => assessment.write_json(out).map_err(|e| {
+            if e.is_io() {
+                miette::miette!("cannot write the findings: {e}")
+            } else {
+                miette::miette!("cannot serialise the findings: {e}")
+            }
+        })?,
         CheckFormat::Text => crate::evidence::text::render(&assessment, &mut out)
             .map_err(|e| miette::miette!("cannot render the report: {e}"))?,
         CheckFormat::Sarif => crate::evidence::sarif::render(

@@ -194,15 +194,9 @@ impl Assessment {
         }
     }
 
-    /// The assessment as pretty JSON with a final newline.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        let mut s = serde_json::to_string_pretty(self)?;
-        s.push('\n');
-        Ok(s)
-    }
-
-    /// [`Self::to_json`]'s bytes, written to `out` as they are made instead
-    /// of held whole (`findings.json` is 72 MB on W10).
+    /// The assessment as pretty JSON with a final newline (`findings.json`,
+    /// `check --format json`), written to `out` as it is made instead of
+    /// held whole: it is 72 MB on W10.
     pub fn write_json(&self, out: &mut dyn std::io::Write) -> Result<(), serde_json::Error> {
         serde_json::to_writer_pretty(&mut *out, self)?;
         out.write_all(b"\n").map_err(serde_json::Error::io)

@@ -678,10 +678,11 @@ fn reports_rendered_to_a_writer_match_the_strings_and_writer_errors_are_reported
 }
 
 #[test]
-fn findings_json_written_to_a_writer_matches_the_string_and_writer_errors_are_reported() {
+fn findings_json_written_to_a_writer_is_pretty_json_with_a_newline_and_writer_errors_are_reported()
+{
     let e = Evaluated::samples(false);
     let a = e.assessment();
-    let whole = a.to_json().unwrap();
+    let whole = serde_json::to_string_pretty(&a).unwrap() + "\n";
     assert!(whole.ends_with("}\n") && whole.contains("\"findings\""));
     let mut streamed = FewAtATime(Vec::new());
     a.write_json(&mut streamed).unwrap();
