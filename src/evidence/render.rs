@@ -92,15 +92,6 @@ impl Templates {
         Ok(t)
     }
 
-    /// Renders the report in both formats: `(html, markdown)`.
-    pub fn render(&self, report: &Report) -> Result<(String, String), RenderError> {
-        let context = ReportContext::new(report);
-        Ok((
-            self.render_one(HTML_TEMPLATE, &context)?,
-            self.render_one(MD_TEMPLATE, &context)?,
-        ))
-    }
-
     /// Renders the report with one template ([`HTML_TEMPLATE`] or
     /// [`MD_TEMPLATE`]), ending in a newline. Independent of the other
     /// template, so both can be rendered at once from one context.
